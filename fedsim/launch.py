@@ -1,0 +1,91 @@
+"""The one place that talks to Flower's launcher and to Ray.
+
+``run_simulation`` is deprecated in flwr 1.42 but is the only launcher that runs a ServerApp *object*
+in-process and passes ``init_args`` verbatim to ``ray.init`` (which is how ``ray.address`` attaches to
+an existing cluster). If a future Flower removes it, :func:`launch` falls back to ``flwr run`` in a
+subprocess with the config passed as run-config. Either way the run directory is the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from fedsim.apps import ServerOutcome, build_client_app, build_server_app
+from fedsim.config import ExperimentConfig, to_yaml
+
+log = logging.getLogger("fedsim")
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+               "TOKENIZERS_PARALLELISM": "false"}
+
+
+def backend_config(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Flower's Ray backend config: client resources, and ``ray.init`` arguments."""
+    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    init_args: dict[str, Any] = {"logging_level": cfg.ray.logging_level, "log_to_driver": True}
+    if address:
+        init_args["address"] = address  # no resource arguments when attaching (Ray rejects them)
+    elif cfg.ray.num_cpus is not None:
+        init_args["num_cpus"] = cfg.ray.num_cpus
+    return {
+        "client_resources": {"num_cpus": cfg.ray.num_cpus_per_client, "num_gpus": cfg.ray.num_gpus_per_client},
+        "init_args": init_args,
+    }
+
+
+def launch(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """Run ``cfg`` on Flower's simulation engine (Ray); return the run's summary.
+
+    Raises the ServerApp's exception (after the run dir was marked ``failed``/``interrupted``).
+    """
+    for k, v in OFFLINE_ENV.items():
+        os.environ.setdefault(k, v)
+    outcome = ServerOutcome()
+    server = build_server_app(cfg, run_dir, resume, outcome)
+    client = build_client_app()
+    try:
+        from flwr.simulation import run_simulation
+    except ImportError:  # pragma: no cover - removed in a future Flower
+        return launch_flwr_run(cfg, run_dir, resume)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        run_simulation(server_app=server, client_app=client, num_supernodes=cfg.num_clients,
+                       backend_name="ray", backend_config=backend_config(cfg), verbose_logging=False)
+    _shutdown_ray_if_local(cfg)
+    if outcome.error is not None:
+        raise outcome.error
+    if outcome.summary is None:
+        raise RuntimeError("the simulation ended before the ServerApp ran (see Flower's log above)")
+    return outcome.summary
+
+
+def _shutdown_ray_if_local(cfg: ExperimentConfig) -> None:
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    except Exception:  # pragma: no cover
+        pass
+
+
+def launch_flwr_run(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """Fallback: ``flwr run . --stream`` with the resolved config written into the run dir."""
+    import json
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = run_dir / "requested-config.yaml"
+    cfg_path.write_text(to_yaml(cfg))
+    rc = f'config="{cfg_path}" output-dir="{run_dir}"' + (f' resume="{run_dir}"' if resume else "")
+    fed = (f"num-supernodes={cfg.num_clients} client-resources-num-cpus={cfg.ray.num_cpus_per_client} "
+           f"client-resources-num-gpus={cfg.ray.num_gpus_per_client}")
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-m", "flwr.cli.app", "run", str(root), "--stream", "--run-config", rc,
+                    "--federation-config", fed], check=True, env={**os.environ, **OFFLINE_ENV})
+    return json.loads((run_dir / "summary.json").read_text())

@@ -1,0 +1,10 @@
+"""Flower server strategies for fedsim; each module registers its strategy by name on import."""
+
+import importlib
+
+for _mod in ("local", "fedavg", "rahfl", "baselines"):
+    try:
+        importlib.import_module(f"strategies.{_mod}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"strategies.{_mod}":
+            raise
