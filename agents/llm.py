@@ -122,11 +122,12 @@ class ContextAnsweringChat(BaseChatModel):
         text = " " + " ".join(t.norm for t in tokenize(context)) + " "
         best, best_key = None, None
         for letter, option in _OPTION.findall(options_text):
-            parts = [" " + " ".join(norm_tokens(p)) + " " for p in re.split(r"[;,]\s*", option) if p.strip()]
+            toks = [norm_tokens(p) for p in re.split(r"[;,]\s*", option) if p.strip()]
+            parts = [" " + " ".join(t) + " " for t in toks]
             if not parts or not all(p in text for p in parts):
                 continue
             whole = " " + " ".join(norm_tokens(option)) + " "
-            key = (whole in text, sum(len(p) for p in parts), -text.find(parts[0]))
+            key = (whole in text, sum(len(t) for t in toks), -text.find(parts[0]))
             if best_key is None or key > best_key:
                 best, best_key = (letter, option.strip()), key
         if best is None:
