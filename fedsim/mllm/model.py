@@ -2,8 +2,8 @@
 
 Part of fedsim's MLLM ground (LoRASculpt, arXiv 2503.16843; tuning taxonomy, arXiv 2503.04543). The
 papers tune LLaVA-1.5-7B (CLIP ViT-L/14 + Vicuna). We keep the architecture class and shrink it:
-``LlavaForConditionalGeneration`` with a 2-layer CLIP vision tower and a 4-layer Llama language model
-(d = 128), built from configs with random weights (no weights can be downloaded here) and "pretrained"
+``LlavaForConditionalGeneration`` with a 2-layer CLIP vision tower (16-pixel patches: one image token per
+scene cell) and a 2-layer Llama language model (d = 128), about 0.5M parameters, built from configs with random weights (no weights can be downloaded here) and "pretrained"
 on the world's upstream mix by :mod:`fedsim.mllm.pretrain`. The same :class:`MLLM` wrapper loads a real
 checkpoint from a local directory (``model.path=...``) through the same class, so every trainer runs
 unchanged on it.
@@ -71,10 +71,7 @@ class MLLM:
 
     # -- structure ------------------------------------------------------------------------------
     def base(self) -> LlavaForConditionalGeneration:
-        m = self.model
-        while not isinstance(m, LlavaForConditionalGeneration):
-            m = m.base_model if hasattr(m, "base_model") and m.base_model is not m else m.model
-        return m
+        return next(m for m in self.model.modules() if isinstance(m, LlavaForConditionalGeneration))
 
     @property
     def image_token_id(self) -> int:
