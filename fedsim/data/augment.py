@@ -208,12 +208,16 @@ def _chain(x: torch.Tensor, depth: torch.Tensor, ops: torch.Tensor, levels: torc
     """One AugMix chain per image: step s applies op ``ops[:, s]`` to images whose depth exceeds s."""
     out = x.clone()
     for step in range(ops.shape[1]):
-        active = depth > step
-        for k, name in enumerate(AUGMIX_OPS):
-            sel = active & (ops[:, step] == k)
-            if sel.any():
-                out[sel] = AUGMIX_FNS[name](out[sel], levels[sel, step], signs[sel, step])
+        step_ops = torch.where(depth > step, ops[:, step], -1)
+        for k in _present(step_ops):
+            sel = step_ops == k
+            out[sel] = AUGMIX_FNS[AUGMIX_OPS[k]](out[sel], levels[sel, step], signs[sel, step])
     return out
+
+
+def _present(ids: torch.Tensor) -> list[int]:
+    """The distinct non-negative ids in ``ids`` (one sync instead of one ``.any()`` per candidate)."""
+    return [k for k in torch.unique(ids).tolist() if k >= 0]
 
 
 def augmix_parts(x: torch.Tensor, g: torch.Generator, width: int = 3, depth: int | tuple[int, int] = (1, 3),
@@ -354,10 +358,10 @@ def color_jitter(x: torch.Tensor, g: torch.Generator, strength: tuple[float, flo
     on = torch.rand(n, generator=g) < p
     out = x.clone()
     for pos in range(4):
-        for k, fn in enumerate(_JITTER):
-            sel = on & (order[:, pos] == k)
-            if sel.any():
-                out[sel] = fn(out[sel], factors[sel, k])
+        pos_ops = torch.where(on, order[:, pos], -1)
+        for k in _present(pos_ops):
+            sel = pos_ops == k
+            out[sel] = _JITTER[k](out[sel], factors[sel, k])
     return out
 
 

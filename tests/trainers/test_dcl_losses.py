@@ -162,6 +162,15 @@ def test_weighted_kl_and_aughfl_weights():
 
 
 # -- the trainer ------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: intra-op threads only add contention on the shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _tiny_model(seed: int) -> FedModel:
     torch.manual_seed(seed)
     backbone = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
@@ -198,8 +207,8 @@ def test_dcl_trainer_learns_deterministically_and_counts_forwards():
     runs = []
     for _ in range(2):
         trainer = _trainer()
-        calls = []
-        trainer.model.backbone.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+        calls: list[int] = []
+        trainer.model.backbone.register_forward_hook(lambda m, i, o, calls=calls: calls.append(len(i[0])))
         first = trainer.fit(data, epochs=1, round_idx=0)
         trainer.fit(data, epochs=3, round_idx=1)
         last = trainer.fit(data, epochs=1, round_idx=4)
