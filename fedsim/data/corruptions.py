@@ -31,11 +31,12 @@ Departures (documented, deliberate):
 
 - Random numbers come from the caller's ``numpy.random.Generator``; draws are the same distributions
   as the original's, so outputs are not byte-identical to RAHFL's files.
-- Frost uses the five photographs ``frost1..5`` (the original draws ``randint(5)``, so ``frost6`` is
-  never used) shipped by the ``imagecorruptions`` / ``imagecorruptions-imaug`` package, located with
-  ``importlib.util.find_spec`` without importing it (its import needs numba and cv2). When no such
-  package is installed, five seeded procedural textures matched to the photographs' per-channel mean
-  and standard deviation are used instead: **not faithful** (:data:`FROST_SOURCE` says which).
+- Frost uses Hendrycks' photographs ``frost1..5`` (the original draws ``randint(5)``, so ``frost6`` is
+  never used) as shipped, byte-identical, by ``imagecorruptions`` 1.1.2 and ``imagecorruptions-imaug``;
+  the folder is located with ``importlib.util.find_spec`` and the package is never imported (its import
+  needs cv2, and numba for -imaug). With neither installed, five seeded procedural textures matched to
+  the photographs' per-channel mean and std are used instead: **not faithful** (:func:`frost_source`
+  says which is in use).
 - Other image sizes (16x16 digits, 64x64, ...): sizes hard-coded to 32 in the original become the
   image's own (zoom and pixelate crop per axis, elastic uses ``min(H, W)`` for its ``IMSIZE``), fog's
   plasma map is the next power of two of the larger side, and frost textures are resized by
