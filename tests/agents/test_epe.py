@@ -1,0 +1,107 @@
+"""EPE stage A (label filter) and stage B (rule sanitiser), on fixed seeded profiles."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.config import EPEConfig
+from agents.embeddings import make_embeddings
+from agents.epe import EPEFilter, EPERetriever, PrivacyPolicy, rule_sanitize
+from agents.matching import norm_tokens
+from agents.profiles import generate_profiles, render_value
+from agents.store import KnowledgeStore
+
+EXPECTED = {"financial": {1: 6, 2: 9, 3: 2}, "medical": {4: 7, 5: 8, 6: 5}}
+ALLOWED_3 = {"preferred_order_type", "transaction_history"}
+
+
+@pytest.fixture(scope="module")
+def stores():
+    out = {}
+    for domain in EXPECTED:
+        profiles = generate_profiles(domain, 5, seed=3)
+        out[domain] = (profiles, KnowledgeStore.from_profiles(profiles, make_embeddings("fake")))
+    return out
+
+
+def _filter(store, domain, agent_id, **kw):
+    return EPEFilter(agent_id, "role", store, PrivacyPolicy.for_domain(domain), EPEConfig(**kw))
+
+
+@pytest.mark.parametrize("domain", ["financial", "medical"])
+def test_label_filter_reproduces_the_paper_table_for_every_user(stores, domain):
+    profiles, store = stores[domain]
+    for agent_id, count in EXPECTED[domain].items():
+        epe = _filter(store, domain, agent_id, mode="label")
+        off = _filter(store, domain, agent_id, mode="off")
+        for p in profiles:
+            docs = epe.retrieve(p.user_id, "any task")
+            assert len(docs) == count
+            assert all(agent_id in d.metadata["labels"] and d.metadata["user_id"] == p.user_id for d in docs)
+            assert len(off.retrieve(p.user_id, "any task")) == 11
+    assert sum(EXPECTED[domain].values()) == {"financial": 17, "medical": 20}[domain]
+
+
+def test_retriever_wrapper_is_a_langchain_retriever(stores):
+    _, store = stores["financial"]
+    docs = EPERetriever(epe=_filter(store, "financial", 3, mode="label"), user_id=1).invoke("place a trade")
+    assert {d.metadata["field"] for d in docs} == ALLOWED_3
+
+
+def _values(profile):
+    return profile.fields
+
+
+def test_sanitiser_masks_exact_case_changed_and_number_formatted_values(stores):
+    profiles, store = stores["financial"]
+    p = profiles[0]
+    v = p.fields
+    income = int(v["annual_income"])
+    order = v["preferred_order_type"]
+    msg = (f"Client {v['name'].upper()} earns {income:,} a year ({income:_}".replace("_", " ") + " USD). "
+           f"Also written {income}.00 and {str(income)[:-3]}.{str(income)[-3:]}. Risk: {v['risk_tolerance'].title()}. "
+           f"Order: {order}. Goal {v['investment_goals']}.")
+    epe = _filter(store, "financial", 3, mode="label")
+    out, report = epe.sanitize_for(msg, p.user_id, recipient_id=3)
+    low = out.lower()
+    assert v["name"].lower() not in low
+    assert str(income) not in out.replace(",", "").replace(" ", "").replace(".", "")
+    assert v["risk_tolerance"].lower() not in low
+    assert v["investment_goals"].lower() not in low
+    assert order in out  # allowed for agent 3: left alone
+    assert {"name", "annual_income", "risk_tolerance", "investment_goals"} <= set(report.masked_fields)
+    assert "[annual_income]" in out
+    # agent 2 may see income, name, risk tolerance: nothing of those is masked
+    out2, _ = epe.sanitize_for(msg, p.user_id, recipient_id=2)
+    assert "[annual_income]" not in out2 and "[name]" not in out2 and f"{income:,}" in out2
+
+
+def test_sanitiser_drop_mode_and_whole_token_rules():
+    forbidden = [("gender", norm_tokens("male")), ("annual_income", norm_tokens("62000"))]
+    text, hit = rule_sanitize("She is female. He is MALE. Income 62,000!", forbidden, "mask")
+    assert text == "She is female. He is [gender]. Income [annual_income]!" and hit == ["annual_income", "gender"]
+    dropped, _ = rule_sanitize("She is female. He is male. Income 62 000.", forbidden, "drop")
+    assert dropped == "She is female."
+    # a forbidden value inside an allowed one (age 50 inside the dosage "50 mcg") is the allowed value
+    shielded, hit = rule_sanitize("dose 50 mcg, age 50", [("age", ("50",))], "mask", allowed=[("50", "mcg")])
+    assert shielded == "dose 50 mcg, age [age]" and hit == ["age"]
+
+
+def test_off_mode_passes_everything_and_pii_mode_redacts_generic_pii(stores):
+    profiles, store = stores["financial"]
+    p = profiles[1]
+    msg = f"{p.fields['name']} mail x.y@example.com income {p.fields['annual_income']}"
+    assert _filter(store, "financial", 3, mode="off").sanitize_for(msg, p.user_id, 3)[0] == msg
+    pii_text, rep = _filter(store, "financial", 3, mode="pii").sanitize_for(msg, p.user_id, 3)
+    assert "example.com" not in pii_text and p.fields["name"] not in pii_text
+    assert str(p.fields["annual_income"]) in pii_text  # generic PII redaction does not know entitlements
+    assert {"email", "person"} <= set(rep.pii_types)
+
+
+def test_composite_values_are_matched_by_leaf(stores):
+    profiles, store = stores["medical"]
+    p = profiles[2]
+    labs = p.fields["recent_lab_results"]
+    msg = f"BP was {labs['blood_pressure']} and the full record: {render_value(labs)}"
+    out, rep = _filter(store, "medical", 6, mode="label").sanitize_for(msg, p.user_id, 6)
+    assert labs["blood_pressure"] not in out and rep.masked_fields == ["recent_lab_results"]
