@@ -80,7 +80,8 @@ def main() -> None:
     shapes32, _ = synthetic(image_size=32, seed=0, num_train=args.images, num_test=10)
     digits16, _ = digits(image_size=16, seed=0)
     reps = -(-args.images // len(digits16))
-    digits16 = ImageSet(digits16.x.repeat(reps, 1, 1, 1)[: args.images], digits16.y.repeat(reps)[: args.images], 10)
+    digits16 = ImageSet(digits16.x.repeat(reps, 1, 1, 1)[: args.images],
+                        digits16.y.repeat(reps)[: args.images], 10)
     ms32 = per_type_ms(shapes32.x[: args.per_type].permute(0, 2, 3, 1).numpy())
     ms16 = per_type_ms(digits16.x[: args.per_type].permute(0, 2, 3, 1).numpy())
     total32, total16 = generator_seconds(shapes32), generator_seconds(digits16)
@@ -93,8 +94,8 @@ def main() -> None:
         *(f"| {n} | {ms32[n]:.2f} | {ms16[n]:.2f} |" for n in CORRUPTIONS),
         f"| **mean over types** | {np.mean(list(ms32.values())):.2f} | {np.mean(list(ms16.values())):.2f} |",
         "",
-        f"`corrupt_set`, rate 1, severities 1-4, all 15 types: {args.images} images 32x32 in {total32:.1f} s; "
-        f"{args.images} images 16x16 in {total16:.1f} s.",
+        f"`corrupt_set`, rate 1, severities 1-4, all 15 types: {args.images} images 32x32 in "
+        f"{total32:.1f} s; {args.images} images 16x16 in {total16:.1f} s.",
     ]
     table = "\n".join(lines) + "\n"
     print(table)
