@@ -54,8 +54,15 @@ def task_message(item: dict[str, Any]) -> str:
 class Agent:
     """A role with its own LLM, knowledge store, privacy policy and EPE middleware."""
 
-    def __init__(self, role: RoleSpec, llm: BaseChatModel, store: KnowledgeStore, policy: PrivacyPolicy,
-                 epe: EPEConfig, runtime: str = "chat"):
+    def __init__(
+        self,
+        role: RoleSpec,
+        llm: BaseChatModel,
+        store: KnowledgeStore,
+        policy: PrivacyPolicy,
+        epe: EPEConfig,
+        runtime: str = "chat",
+    ):
         if runtime not in ("chat", "graph"):
             raise ConfigError(f"mas.runtime: expected chat|graph, got {runtime!r}")
         self.role = role
@@ -69,8 +76,13 @@ class Agent:
     def graph(self) -> Any:
         """``create_agent`` graph with the EPE middleware (built on first use)."""
         if self._graph is None:
-            self._graph = create_agent(self.llm, tools=[], middleware=[self.middleware],
-                                       context_schema=EPEContext, name=self.role.name)
+            self._graph = create_agent(
+                self.llm,
+                tools=[],
+                middleware=[self.middleware],
+                context_schema=EPEContext,
+                name=self.role.name,
+            )
         return self._graph
 
     def retrieve(self, task: dict[str, Any]) -> list[Document]:
@@ -78,9 +90,13 @@ class Agent:
         return self.epe.retrieve(int(task["user_id"]), task["question"])
 
     def _rewrite(self, text: str, recipient_id: int) -> str:
-        msgs = [SystemMessage(f"You are a privacy filter. Rewrite the message for agent {recipient_id}, "
-                              "keeping task facts and removing personal details it does not need."),
-                HumanMessage(text)]
+        msgs = [
+            SystemMessage(
+                f"You are a privacy filter. Rewrite the message for agent {recipient_id}, "
+                "keeping task facts and removing personal details it does not need."
+            ),
+            HumanMessage(text),
+        ]
         return self.llm.invoke(msgs).text
 
     def _contexts(self, items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -89,15 +105,26 @@ class Agent:
         audits = []
         for it, ds in zip(items, docs, strict=True):
             inbox, reports = self.epe.sanitize_inbox(it.get("inbox") or [], int(it["user_id"]))
-            audits.append({"rag_fields": [d.metadata["field"] for d in ds], "rag_text": self.epe.context_text(ds),
-                           "inbox_text": render_inbox(inbox), "inbound_reports": reports,
-                           "system_prompt": self.role.system_prompt})
+            audits.append(
+                {
+                    "rag_fields": [d.metadata["field"] for d in ds],
+                    "rag_text": self.epe.context_text(ds),
+                    "inbox_text": render_inbox(inbox),
+                    "inbound_reports": reports,
+                    "system_prompt": self.role.system_prompt,
+                }
+            )
         return audits
 
     def _run_chat(self, items: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
         audits = self._contexts(items)
-        convs = [[SystemMessage(render_system(a["system_prompt"], a["rag_text"], a["inbox_text"])),
-                  HumanMessage(task_message(it))] for it, a in zip(items, audits, strict=True)]
+        convs = [
+            [
+                SystemMessage(render_system(a["system_prompt"], a["rag_text"], a["inbox_text"])),
+                HumanMessage(task_message(it)),
+            ]
+            for it, a in zip(items, audits, strict=True)
+        ]
         return [m.text for m in self.llm.batch(convs)], audits
 
     def _run_graph(self, items: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -119,8 +146,13 @@ class Agent:
             for rcp in it.get("recipients") or []:
                 text, rep = self.epe.sanitize_for(out, int(it["user_id"]), int(rcp["agent_id"]), rewrite=True)
                 outbound[rcp["role"]], reports[rcp["role"]] = text, rep.to_dict()
-            audit = {**audit, "agent_id": self.role.agent_id, "role": self.role.name,
-                     "human": task_message(it), "outbound_reports": reports}
+            audit = {
+                **audit,
+                "agent_id": self.role.agent_id,
+                "role": self.role.name,
+                "human": task_message(it),
+                "outbound_reports": reports,
+            }
             replies.append({"task_id": it["task_id"], "output": out, "outbound": outbound, "audit": audit})
         return replies
 
@@ -133,6 +165,10 @@ class Agent:
         if action == "generate":
             return {"items": self.generate_batch(payload["items"])}
         if action == "retrieve":
-            return {"items": [{"task_id": it["task_id"], "fields": [d.metadata["field"] for d in self.retrieve(it)]}
-                              for it in payload["items"]]}
+            return {
+                "items": [
+                    {"task_id": it["task_id"], "fields": [d.metadata["field"] for d in self.retrieve(it)]}
+                    for it in payload["items"]
+                ]
+            }
         raise ConfigError(f"agent {self.role.name}: unknown action {action!r} (generate|retrieve)")

@@ -111,11 +111,17 @@ class MASConfig:
             (self.epe.pii_backend in PII_BACKENDS, "epe.pii_backend", "|".join(PII_BACKENDS)),
             (self.epe.top_k is None or self.epe.top_k >= 1, "epe.top_k", "null or an int >= 1"),
             (self.llm.backend in LLM_BACKENDS, "llm.backend", "|".join(LLM_BACKENDS)),
-            (self.llm.backend != "openai" or bool(self.llm.base_url and self.llm.model), "llm.base_url",
-             "set (with llm.model) for the openai backend"),
+            (
+                self.llm.backend != "openai" or bool(self.llm.base_url and self.llm.model),
+                "llm.base_url",
+                "set (with llm.model) for the openai backend",
+            ),
             (self.embedder in EMBEDDERS, "embedder", "|".join(EMBEDDERS)),
-            (set(self.questions) <= {"utility", "privacy"} and bool(self.questions), "questions",
-             "a non-empty subset of [utility, privacy]"),
+            (
+                set(self.questions) <= {"utility", "privacy"} and bool(self.questions),
+                "questions",
+                "a non-empty subset of [utility, privacy]",
+            ),
             (self.batch_size >= 1, "batch_size", "an int >= 1"),
             (self.runtime in ("chat", "graph"), "runtime", "chat|graph"),
         ]

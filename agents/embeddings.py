@@ -40,7 +40,9 @@ class SentenceTransformerEmbeddings(Embeddings):
     def __init__(self, model_path: str | Path | None = None, device: str = "cpu", batch_size: int = 64):
         path = Path(model_path) if model_path else packaged_minilm_path()
         if not path.is_dir():
-            raise DataPathError(f"embedder.model_path: {path} is not a folder with a sentence-transformers model")
+            raise DataPathError(
+                f"embedder.model_path: {path} is not a folder with a sentence-transformers model"
+            )
         self.model_path = str(path)
         self.device = device
         self.batch_size = batch_size
@@ -52,8 +54,13 @@ class SentenceTransformerEmbeddings(Embeddings):
     def _encode(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        vecs = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False)
+        vecs = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return vecs.astype("float32").tolist()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

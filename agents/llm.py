@@ -52,11 +52,49 @@ def _result(text: str) -> ChatResult:
 
 # ---------------------------------------------------------------- deterministic context model
 _OPTION = re.compile(r"\(([a-d])\)\s*(.*?)(?=\s*\([a-d]\)|$)", re.S)
-_STOP = {"what", "is", "the", "user", "users", "s", "patient", "patients", "which", "does", "how", "of", "a",
-         "give", "exact", "value", "from", "records", "in", "to", "for", "has", "have", "when", "did", "listed",
-         "among", "most", "recent", "first", "earliest", "be", "with", "an", "on", "and", "any"}
-_NUM_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-              "sixteen seventeen eighteen nineteen").split()
+_STOP = {
+    "what",
+    "is",
+    "the",
+    "user",
+    "users",
+    "s",
+    "patient",
+    "patients",
+    "which",
+    "does",
+    "how",
+    "of",
+    "a",
+    "give",
+    "exact",
+    "value",
+    "from",
+    "records",
+    "in",
+    "to",
+    "for",
+    "has",
+    "have",
+    "when",
+    "did",
+    "listed",
+    "among",
+    "most",
+    "recent",
+    "first",
+    "earliest",
+    "be",
+    "with",
+    "an",
+    "on",
+    "and",
+    "any",
+}
+_NUM_WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen"
+).split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 
 
@@ -93,15 +131,23 @@ class ContextAnsweringChat(BaseChatModel):
     def _llm_type(self) -> str:
         return "context-answering"
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         context = "\n".join(m.text for m in messages if isinstance(m, SystemMessage))
         task = next((m.text for m in reversed(messages) if isinstance(m, HumanMessage)), "")
         return _result(self.respond(context, task))
 
     def respond(self, context: str, task: str) -> str:
-        lines = [ln[2:] if ln.startswith("- ") else ln for ln in context.splitlines()
-                 if ln.startswith("- ") or ln.startswith("[from ")]
+        lines = [
+            ln[2:] if ln.startswith("- ") else ln
+            for ln in context.splitlines()
+            if ln.startswith("- ") or ln.startswith("[from ")
+        ]
         style = re.search(r"respell:\s*(\w+)", task)
         if style:
             lines = [self._respell_line(ln, style.group(1)) for ln in lines]
@@ -192,27 +238,39 @@ class TransformersChat(BaseChatModel):
         import torch
 
         tok, model = load_causal_lm(*self._resolved())
-        prompts = [tok.apply_chat_template(to_openai_messages(c), tokenize=False, add_generation_prompt=True)
-                   for c in conversations]
+        prompts = [
+            tok.apply_chat_template(to_openai_messages(c), tokenize=False, add_generation_prompt=True)
+            for c in conversations
+        ]
         out: list[str] = []
         for i in range(0, len(prompts), self.batch_size):
-            enc = tok(prompts[i : i + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = tok(
+                prompts[i : i + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+            )
             with torch.no_grad():
-                gen = model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
-                                     pad_token_id=tok.pad_token_id)
-            new = gen[:, enc["input_ids"].shape[1]:]
+                gen = model.generate(
+                    **enc, do_sample=False, max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id
+                )
+            new = gen[:, enc["input_ids"].shape[1] :]
             out.extend(t.strip() for t in tok.batch_decode(new, skip_special_tokens=True))
         return out
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: Any = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         return _result(self.generate_texts([messages])[0])
 
-    def batch(self, inputs: list[Any], config: Any = None, *, return_exceptions: bool = False,
-              **kwargs: Any) -> list[Any]:
+    def batch(
+        self, inputs: list[Any], config: Any = None, *, return_exceptions: bool = False, **kwargs: Any
+    ) -> list[Any]:
         """Batched greedy generation for lists of message lists (the agent's stage batch)."""
-        if not inputs or not all(isinstance(x, list) and all(isinstance(m, BaseMessage) for m in x)
-                                 for x in inputs):
+        if not inputs or not all(
+            isinstance(x, list) and all(isinstance(m, BaseMessage) for m in x) for x in inputs
+        ):
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         return [AIMessage(content=t) for t in self.generate_texts(inputs)]
 
@@ -232,17 +290,30 @@ class OpenAICompatChat(BaseChatModel):
     def _llm_type(self) -> str:
         return "openai-compatible"
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: Any = None, **kwargs: Any) -> ChatResult:
-        body: dict[str, Any] = {"model": self.model, "messages": to_openai_messages(messages),
-                                "temperature": self.temperature, "max_tokens": self.max_tokens}
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": to_openai_messages(messages),
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+        }
         if stop:
             body["stop"] = stop
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        req = urllib.request.Request(self.base_url.rstrip("/") + "/chat/completions",
-                                     data=json.dumps(body).encode(), headers=headers, method="POST")
+        req = urllib.request.Request(
+            self.base_url.rstrip("/") + "/chat/completions",
+            data=json.dumps(body).encode(),
+            headers=headers,
+            method="POST",
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 data = json.loads(resp.read().decode())
@@ -264,8 +335,15 @@ def make_chat_model(cfg: LLMConfig) -> BaseChatModel:
     if cfg.backend == "openai":
         if not (cfg.base_url and cfg.model):
             raise ConfigError("mas.llm.base_url: the openai backend needs base_url and model")
-        return OpenAICompatChat(base_url=cfg.base_url, model=cfg.model, api_key=cfg.api_key,
-                                max_tokens=cfg.max_new_tokens, timeout_s=cfg.timeout_s)
+        return OpenAICompatChat(
+            base_url=cfg.base_url,
+            model=cfg.model,
+            api_key=cfg.api_key,
+            max_tokens=cfg.max_new_tokens,
+            timeout_s=cfg.timeout_s,
+        )
     if cfg.backend == "transformers" and not cfg.model_path:
         raise ConfigError("mas.llm.model_path: the transformers backend needs a local model folder")
-    return TransformersChat(model_path=cfg.model_path, gguf_file=cfg.gguf_file, max_new_tokens=cfg.max_new_tokens)
+    return TransformersChat(
+        model_path=cfg.model_path, gguf_file=cfg.gguf_file, max_new_tokens=cfg.max_new_tokens
+    )

@@ -84,9 +84,7 @@ def contains(tokens: Sequence[Token], pattern: tuple[str, ...]) -> bool:
         return False
     norms = [t.norm for t in tokens]
     first = pattern[0]
-    return any(
-        norms[i] == first and tuple(norms[i : i + n]) == pattern for i in range(len(norms) - n + 1)
-    )
+    return any(norms[i] == first and tuple(norms[i : i + n]) == pattern for i in range(len(norms) - n + 1))
 
 
 def shield_spans(tokens: Sequence[Token], patterns: Iterable[tuple[str, ...]]) -> list[tuple[int, int]]:

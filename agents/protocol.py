@@ -90,8 +90,9 @@ class Transport(Protocol):
 
     def call(self, role: str, action: str, payload: dict[str, Any]) -> dict[str, Any]: ...
 
-    def call_many(self, requests: Sequence[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any] | Exception]:
-        ...
+    def call_many(
+        self, requests: Sequence[tuple[str, str, dict[str, Any]]]
+    ) -> list[dict[str, Any] | Exception]: ...
 
 
 class InProcessTransport:
@@ -109,7 +110,9 @@ class InProcessTransport:
         reply = self.agents[role].handle(action, json.loads(json.dumps(payload)))
         return json.loads(json.dumps(reply))
 
-    def call_many(self, requests: Sequence[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any] | Exception]:
+    def call_many(
+        self, requests: Sequence[tuple[str, str, dict[str, Any]]]
+    ) -> list[dict[str, Any] | Exception]:
         out: list[dict[str, Any] | Exception] = []
         for role, action, payload in requests:
             try:
@@ -157,8 +160,14 @@ class MASProtocol:
         return {r for r in self.dag.roles if r not in task.absent_roles}
 
     def _item(self, task: Task, role: str, active: set[str], inbox: list[dict[str, Any]]) -> dict[str, Any]:
-        return {**task.to_payload(), "inbox": inbox, "instruction": dict(task.instructions).get(role),
-                "recipients": [{"role": s, "agent_id": self.dag.roles[s]} for s in self.dag.successors(role, active)]}
+        return {
+            **task.to_payload(),
+            "inbox": inbox,
+            "instruction": dict(task.instructions).get(role),
+            "recipients": [
+                {"role": s, "agent_id": self.dag.roles[s]} for s in self.dag.successors(role, active)
+            ],
+        }
 
     def _run_batch(self, tasks: Sequence[Task]) -> ProtocolRun:
         run = ProtocolRun(replies={t.task_id: {} for t in tasks})
@@ -167,8 +176,11 @@ class MASProtocol:
         for stage in self.dag.stages():
             requests = []
             for role in stage:
-                items = [self._item(t, role, active[t.task_id], inboxes.get((t.task_id, role), []))
-                         for t in tasks if role in active[t.task_id]]
+                items = [
+                    self._item(t, role, active[t.task_id], inboxes.get((t.task_id, role), []))
+                    for t in tasks
+                    if role in active[t.task_id]
+                ]
                 if items:
                     requests.append((role, "generate", {"items": items}))
             for (role, _, payload), reply in zip(requests, self.transport.call_many(requests), strict=True):
@@ -182,11 +194,24 @@ class MASProtocol:
     @staticmethod
     def _record_query(run: ProtocolRun, role: str, payload: dict[str, Any]) -> None:
         for it in payload["items"]:
-            run.messages.append({"task_id": it["task_id"], "src": "server", "dst": role, "kind": "query",
-                                 "bytes": _nbytes(it)})
+            run.messages.append(
+                {
+                    "task_id": it["task_id"],
+                    "src": "server",
+                    "dst": role,
+                    "kind": "query",
+                    "bytes": _nbytes(it),
+                }
+            )
 
-    def _route(self, run: ProtocolRun, role: str, payload: dict[str, Any], reply: Any,
-               inboxes: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+    def _route(
+        self,
+        run: ProtocolRun,
+        role: str,
+        payload: dict[str, Any],
+        reply: Any,
+        inboxes: dict[tuple[str, str], list[dict[str, Any]]],
+    ) -> None:
         ids = [it["task_id"] for it in payload["items"]]
         if isinstance(reply, Exception) or not isinstance(reply, dict) or "items" not in reply:
             reason = repr(reply) if isinstance(reply, Exception) else f"malformed reply {str(reply)[:100]}"
@@ -205,5 +230,13 @@ class MASProtocol:
                 text = rep.get("outbound", {}).get(rcp["role"], rep["output"])
                 msg = {"from": role, "text": text}
                 inboxes.setdefault((it["task_id"], rcp["role"]), []).append(msg)
-                run.messages.append({"task_id": it["task_id"], "src": role, "dst": rcp["role"], "kind": "handoff",
-                                     "text": text, "bytes": _nbytes(msg)})
+                run.messages.append(
+                    {
+                        "task_id": it["task_id"],
+                        "src": role,
+                        "dst": rcp["role"],
+                        "kind": "handoff",
+                        "text": text,
+                        "bytes": _nbytes(msg),
+                    }
+                )

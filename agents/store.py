@@ -26,11 +26,17 @@ def profile_documents(profile: UserProfile) -> list[Document]:
     docs = []
     for name, value in profile.fields.items():
         spec = schema[name]
-        docs.append(Document(
-            page_content=f"{name}: {render_value(value)}. {spec.description}",
-            metadata={"user_id": profile.user_id, "field": name, "labels": list(spec.labels),
-                      "value": json.dumps(value)},
-        ))
+        docs.append(
+            Document(
+                page_content=f"{name}: {render_value(value)}. {spec.description}",
+                metadata={
+                    "user_id": profile.user_id,
+                    "field": name,
+                    "labels": list(spec.labels),
+                    "value": json.dumps(value),
+                },
+            )
+        )
     return docs
 
 
@@ -45,8 +51,9 @@ class KnowledgeStore:
     def from_profiles(cls, profiles: Sequence[UserProfile], embeddings: Embeddings) -> KnowledgeStore:
         docs = [d for p in profiles for d in profile_documents(p)]
         ids = [f"{d.metadata['user_id']}:{d.metadata['field']}" for d in docs]
-        index = FAISS.from_documents(docs, embeddings, ids=ids,
-                                     distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
+        index = FAISS.from_documents(
+            docs, embeddings, ids=ids, distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT
+        )
         by_user: dict[int, list[Document]] = {}
         for d in docs:
             by_user.setdefault(d.metadata["user_id"], []).append(d)
@@ -64,12 +71,15 @@ class KnowledgeStore:
         """The user's raw field values (what stage B needs to know what to mask)."""
         return {d.metadata["field"]: json.loads(d.metadata["value"]) for d in self.records(user_id)}
 
-    def search(self, query_vector: list[float], user_id: int, keep: Callable[[dict[str, Any]], bool],
-               k: int) -> list[tuple[Document, float]]:
+    def search(
+        self, query_vector: list[float], user_id: int, keep: Callable[[dict[str, Any]], bool], k: int
+    ) -> list[tuple[Document, float]]:
         """Top-k documents of ``user_id`` passing ``keep``, by cosine similarity (exact: fetch_k = all)."""
+
         def predicate(meta: dict[str, Any]) -> bool:
             return meta["user_id"] == user_id and keep(meta)
 
         total = self.index.index.ntotal
         return self.index.similarity_search_with_score_by_vector(
-            query_vector, k=k, filter=predicate, fetch_k=total)
+            query_vector, k=k, filter=predicate, fetch_k=total
+        )

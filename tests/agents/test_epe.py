@@ -58,9 +58,13 @@ def test_sanitiser_masks_exact_case_changed_and_number_formatted_values(stores):
     v = p.fields
     income = int(v["annual_income"])
     order = v["preferred_order_type"]
-    msg = (f"Client {v['name'].upper()} earns {income:,} a year ({income:_}".replace("_", " ") + " USD). "
-           f"Also written {income}.00 and {str(income)[:-3]}.{str(income)[-3:]}. Risk: {v['risk_tolerance'].title()}. "
-           f"Order: {order}. Goal {v['investment_goals']}.")
+    spaced = f"{income:,}".replace(",", " ")
+    dotted = f"{income:,}".replace(",", ".")
+    msg = (
+        f"Client {v['name'].upper()} earns {income:,} a year ({spaced} USD). "
+        f"Also written {income}.00 and {dotted}. Risk: {v['risk_tolerance'].title()}. "
+        f"Order: {order}. Goal {v['investment_goals']}."
+    )
     epe = _filter(store, "financial", 3, mode="label")
     out, report = epe.sanitize_for(msg, p.user_id, recipient_id=3)
     low = out.lower()
@@ -79,7 +83,10 @@ def test_sanitiser_masks_exact_case_changed_and_number_formatted_values(stores):
 def test_sanitiser_drop_mode_and_whole_token_rules():
     forbidden = [("gender", norm_tokens("male")), ("annual_income", norm_tokens("62000"))]
     text, hit = rule_sanitize("She is female. He is MALE. Income 62,000!", forbidden, "mask")
-    assert text == "She is female. He is [gender]. Income [annual_income]!" and hit == ["annual_income", "gender"]
+    assert text == "She is female. He is [gender]. Income [annual_income]!" and hit == [
+        "annual_income",
+        "gender",
+    ]
     dropped, _ = rule_sanitize("She is female. He is male. Income 62 000.", forbidden, "drop")
     assert dropped == "She is female."
     # a forbidden value inside an allowed one (age 50 inside the dosage "50 mcg") is the allowed value

@@ -49,12 +49,17 @@ def server():
 
 def test_openai_compatible_backend_against_a_local_server(server):
     url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    model = make_chat_model(LLMConfig(backend="openai", base_url=url, model="tiny", api_key="k", max_new_tokens=7))
+    model = make_chat_model(
+        LLMConfig(backend="openai", base_url=url, model="tiny", api_key="k", max_new_tokens=7)
+    )
     out = model.invoke([SystemMessage("be brief"), HumanMessage("hello")])
     assert out.text == "system|HELLO|7"
     path, auth, body = server.requests[0]
     assert path == "/v1/chat/completions" and auth == "Bearer k"
-    assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
+    assert body["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hello"},
+    ]
     assert body["temperature"] == 0.0
     with pytest.raises(RuntimeError, match="HTTP 500"):
         OpenAICompatChat(base_url=url, model="broken").invoke("x")
@@ -67,16 +72,42 @@ def _tiny_model_dir(path):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    words = ["<pad>", "<eos>", "<unk>", "system", "user", "assistant", ":", "hello", "world", "the", "answer", "is"]
+    words = [
+        "<pad>",
+        "<eos>",
+        "<unk>",
+        "system",
+        "user",
+        "assistant",
+        ":",
+        "hello",
+        "world",
+        "the",
+        "answer",
+        "is",
+    ]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
-    fast.chat_template = ("{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}"
-                          "{% if add_generation_prompt %}assistant : {% endif %}")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
+    )
+    fast.chat_template = (
+        "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}"
+        "{% if add_generation_prompt %}assistant : {% endif %}"
+    )
     fast.save_pretrained(path)
-    cfg = LlamaConfig(vocab_size=len(words), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                      pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    cfg = LlamaConfig(
+        vocab_size=len(words),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=1,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -99,13 +130,19 @@ def test_local_transformers_folder_loads_once_and_generates_greedily(tmp_path):
 
 
 def test_context_answering_model():
-    ctx = "Role.\n\nUser records:\n- annual_income: 62000. Income.\n- risk_tolerance: very conservative. Risk."
+    ctx = (
+        "Role.\n\nUser records:\n- annual_income: 62000. Income.\n- risk_tolerance: very conservative. Risk."
+    )
     model = ContextAnsweringChat()
-    ask = "Task: risk? Options: (a) conservative (b) aggressive (c) very conservative (d) balanced\nAnswer (a)."
+    ask = (
+        "Task: risk? Options: (a) conservative (b) aggressive (c) very conservative (d) balanced\nAnswer (a)."
+    )
     assert model.invoke([SystemMessage(ctx), HumanMessage(ask)]).text == "Answer: (c) very conservative"
     none = "Task: risk? Options: (a) aggressive (b) balanced"
     assert "(" not in model.invoke([SystemMessage(ctx), HumanMessage(none)]).text
-    brief = model.invoke([SystemMessage(ctx), HumanMessage("Task: x\nrespell: words\nWrite a brief for the y agent")])
+    brief = model.invoke(
+        [SystemMessage(ctx), HumanMessage("Task: x\nrespell: words\nWrite a brief for the y agent")]
+    )
     assert "sixty-two thousand" in brief.text and "62000" not in brief.text
     probe = model.invoke([SystemMessage(ctx), HumanMessage("What is the user's annual income?")]).text
     assert probe.startswith("annual_income: 62000")

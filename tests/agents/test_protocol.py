@@ -23,8 +23,16 @@ class EchoAgent:
         for it in payload["items"]:
             seen = "+".join(sorted(m["from"] for m in it["inbox"]))
             out = f"{self.role}({seen}) on {it['question']}"
-            items.append({"task_id": it["task_id"], "output": out, "audit": {"agent_id": 0},
-                          "outbound": {r["role"]: f"{self.role}->{r['role']}#{r['agent_id']}" for r in it["recipients"]}})
+            items.append(
+                {
+                    "task_id": it["task_id"],
+                    "output": out,
+                    "audit": {"agent_id": 0},
+                    "outbound": {
+                        r["role"]: f"{self.role}->{r['role']}#{r['agent_id']}" for r in it["recipients"]
+                    },
+                }
+            )
         return {"items": items}
 
 
@@ -55,8 +63,13 @@ def test_failed_agent_is_logged_and_the_run_goes_on():
     calls = []
     run = MASProtocol(DAG, _transport(calls, fail=("a",))).run(_tasks(2))
     assert run.answers["t0"] == "c(b) on q0"  # c gets nothing from a, still answers
-    assert run.failures == [{"role": "a", "task_ids": ["t0", "t1"],
-                             "reason": "RuntimeError('agent a is unavailable (simulated failure)')"}]
+    assert run.failures == [
+        {
+            "role": "a",
+            "task_ids": ["t0", "t1"],
+            "reason": "RuntimeError('agent a is unavailable (simulated failure)')",
+        }
+    ]
     failed_answer = MASProtocol(DAG, _transport([], fail=("c",))).run(_tasks(1))
     assert failed_answer.answers == {"t0": None} and failed_answer.failures[0]["role"] == "c"
 
@@ -70,22 +83,31 @@ def test_roles_absent_per_task_and_batching():
 
 
 def test_any_dag_from_a_dict_walks_in_topological_stages():
-    chain = RoleDAG.from_dict({"roles": {"c": 3, "a": 1, "b": 2}, "edges": [["a", "b"], ["b", "c"]], "answer": "c"})
+    chain = RoleDAG.from_dict(
+        {"roles": {"c": 3, "a": 1, "b": 2}, "edges": [["a", "b"], ["b", "c"]], "answer": "c"}
+    )
     assert chain.stages() == [["a"], ["b"], ["c"]]
     run = MASProtocol(chain, _transport([])).run(_tasks(1))
     assert run.answers["t0"] == "c(b) on q0"
     assert run.replies["t0"]["b"]["output"] == "b(a) on q0"
     assert RoleDAG.for_domain("medical").to_dict() == {
         "roles": {"diagnosis": 4, "treatment_recommendation": 5, "medication_management": 6},
-        "edges": [["diagnosis", "medication_management"], ["treatment_recommendation", "medication_management"]],
-        "answer": "medication_management"}
+        "edges": [
+            ["diagnosis", "medication_management"],
+            ["treatment_recommendation", "medication_management"],
+        ],
+        "answer": "medication_management",
+    }
 
 
-@pytest.mark.parametrize("bad, key", [
-    ({"roles": {"a": 1}, "edges": [["a", "z"]], "answer": "a"}, "mas.dag.edges"),
-    ({"roles": {"a": 1, "b": 2}, "edges": [["a", "b"], ["b", "a"]], "answer": "a"}, "cycle"),
-    ({"roles": {"a": 1}, "edges": []}, "mas.dag.answer"),
-])
+@pytest.mark.parametrize(
+    "bad, key",
+    [
+        ({"roles": {"a": 1}, "edges": [["a", "z"]], "answer": "a"}, "mas.dag.edges"),
+        ({"roles": {"a": 1, "b": 2}, "edges": [["a", "b"], ["b", "a"]], "answer": "a"}, "cycle"),
+        ({"roles": {"a": 1}, "edges": []}, "mas.dag.answer"),
+    ],
+)
 def test_bad_dags_raise_config_errors(bad, key):
     with pytest.raises(ConfigError, match=key):
         RoleDAG.from_dict(bad)

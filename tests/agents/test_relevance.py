@@ -21,8 +21,13 @@ def store():
 
 def _epe(store, agent_id, **kw):
     role = roles("financial")[agent_id - 1]
-    return EPEFilter(agent_id, role.description, store, PrivacyPolicy.for_domain("financial"),
-                     EPEConfig(mode="label+relevance", **kw))
+    return EPEFilter(
+        agent_id,
+        role.description,
+        store,
+        PrivacyPolicy.for_domain("financial"),
+        EPEConfig(mode="label+relevance", **kw),
+    )
 
 
 def test_embeddings_are_unit_norm_384d(store):
@@ -38,7 +43,9 @@ def test_top_k_keeps_the_relevant_permitted_fields(store):
         assert len(fields) == 2 and "risk_tolerance" in fields
         assert all(d.metadata["user_id"] == uid for d in docs)
     # agent 1 is not labelled for risk_tolerance: relevance never brings back a disallowed field
-    fields1 = [d.metadata["field"] for d in _epe(store, 1, top_k=6).retrieve(0, "What is the risk tolerance?")]
+    fields1 = [
+        d.metadata["field"] for d in _epe(store, 1, top_k=6).retrieve(0, "What is the risk tolerance?")
+    ]
     assert "risk_tolerance" not in fields1 and len(fields1) == 6
 
 
