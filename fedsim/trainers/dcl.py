@@ -96,15 +96,17 @@ class DCLTrainer(Trainer):
     def loss(self, x: torch.Tensor, y: torch.Tensor, data: ImageSet, g: torch.Generator,
              regularizer: Regularizer | None) -> torch.Tensor:
         c = self.cfg
+        dev = next(self.model.parameters()).device  # views are drawn on the CPU (seeded), then moved
+        y = y.to(dev)
         x0 = base_view(x, g)
         x1, x2 = self._augmix(x0, g), self._augmix(x0, g)
-        x0f, x1f = normalise(x0, data), normalise(x1, data)
-        logits, feats = self.model.forward_all(torch.cat([x0f, x1f, normalise(x2, data)]))
+        x0f, x1f = normalise(x0, data).to(dev), normalise(x1, data).to(dev)
+        logits, feats = self.model.forward_all(torch.cat([x0f, x1f, normalise(x2, data).to(dev)]))
         l0, l1, l2 = logits.chunk(3)
         loss = F.cross_entropy(l0, y) + c.jsd_weight * jsd(*(F.softmax(t, dim=1) for t in (l0, l1, l2)))
         if c.mode != "jsd":
             x3 = weak_view(x, g)
-            f = F.normalize(self.model.features(torch.cat([x0f, x1f, normalise(x3, data)])), dim=1)
+            f = F.normalize(self.model.features(torch.cat([x0f, x1f, normalise(x3, data).to(dev)])), dim=1)
             f0, f1, f3 = f.chunk(3)
             if c.mode == "dcl":
                 loss = loss + dcl_loss(f0, f3, f1, y, c.supcon_temperature, c.base_temperature, c.beta,
