@@ -138,20 +138,28 @@ class MLLM:
         return answer_loss(self.logits(batch), batch["labels"])
 
     @torch.no_grad()
-    def accuracy(self, data: MMDataset, batch_size: int = 256) -> dict[str, float]:
-        """Exact-match answer accuracy per question family (fractions in [0, 1])."""
+    def correct(self, data: MMDataset, batch_size: int = 256) -> torch.Tensor:
+        """Per-sample exact match of the answer (bool tensor of length ``len(data)``)."""
         was_training = self.model.training
         self.model.eval()
         enc = self.encode(data)
-        correct = torch.empty(len(data), dtype=torch.bool)
+        out = torch.empty(len(data), dtype=torch.bool)
         for s in range(0, len(data), batch_size):
             idx = torch.arange(s, min(s + batch_size, len(data)))
             b = self.batch(enc, idx)
-            correct[idx] = answer_correct(self.logits(b), b["labels"])
+            out[idx] = answer_correct(self.logits(b), b["labels"])
         self.model.train(was_training)
+        return out
+
+    def accuracy(self, data: MMDataset, batch_size: int = 256) -> dict[str, float]:
+        """Exact-match answer accuracy per question family (fractions in [0, 1])."""
+        correct = self.correct(data, batch_size)
         fams = sorted(set(data.families))
         fam = torch.tensor([fams.index(f) for f in data.families])
         return {f: float(correct[fam == i].float().mean()) for i, f in enumerate(fams)}
+
+    def overall_accuracy(self, data: MMDataset, batch_size: int = 256) -> float:
+        return float(self.correct(data, batch_size).float().mean())
 
 
 def answer_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
