@@ -84,6 +84,7 @@ class ServerOutcome:
 
     summary: dict[str, Any] | None = None
     error: BaseException | None = None
+    recorder: RunRecorder | None = None
 
 
 def serve(grid: Grid, cfg: ExperimentConfig, run_dir: Path, resume: bool, outcome: ServerOutcome) -> None:
@@ -96,6 +97,7 @@ def serve(grid: Grid, cfg: ExperimentConfig, run_dir: Path, resume: bool, outcom
         start = completed + 1
     else:
         recorder, server_state = RunRecorder.create(run_dir, cfg), {}
+    outcome.recorder = recorder
     ctx = ServerContext(grid, cfg, run_dir, recorder)
     progress = RoundProgress(cfg, start)
     status, error = "failed", None

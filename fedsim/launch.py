@@ -44,8 +44,13 @@ def launch(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[s
 
     Raises the ServerApp's exception (after the run dir was marked ``failed``/``interrupted``).
     """
+    from fedsim.federation import federation_data
+
     for k, v in OFFLINE_ENV.items():
         os.environ.setdefault(k, v)
+    # Build (and cache on disk) the federation's data here, once: bad data paths fail before any run dir
+    # exists, and the Ray actors load the cached tensors instead of regenerating them each.
+    federation_data(cfg)
     outcome = ServerOutcome()
     server = build_server_app(cfg, run_dir, resume, outcome)
     client = build_client_app()
@@ -53,11 +58,18 @@ def launch(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[s
         from flwr.simulation import run_simulation
     except ImportError:  # pragma: no cover - removed in a future Flower
         return launch_flwr_run(cfg, run_dir, resume)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        run_simulation(server_app=server, client_app=client, num_supernodes=cfg.num_clients,
-                       backend_name="ray", backend_config=backend_config(cfg), verbose_logging=False)
-    _shutdown_ray_if_local(cfg)
+    quiet_flower()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            run_simulation(server_app=server, client_app=client, num_supernodes=cfg.num_clients,
+                           backend_name="ray", backend_config=backend_config(cfg), verbose_logging=False)
+    except KeyboardInterrupt:
+        if outcome.recorder is not None:
+            outcome.recorder.interrupt()
+        raise
+    finally:
+        _shutdown_ray()
     if outcome.error is not None:
         raise outcome.error
     if outcome.summary is None:
@@ -65,7 +77,15 @@ def launch(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[s
     return outcome.summary
 
 
-def _shutdown_ray_if_local(cfg: ExperimentConfig) -> None:
+def quiet_flower() -> None:
+    """Flower logs every simulation step at DEBUG; keep its warnings, drop the chatter."""
+    flwr_log = logging.getLogger("flwr")
+    if flwr_log.level < logging.INFO and not os.environ.get("FEDSIM_VERBOSE"):
+        flwr_log.setLevel(logging.WARNING)
+
+
+def _shutdown_ray() -> None:
+    """Disconnect this driver from Ray (a local cluster it started stops; an attached one keeps running)."""
     try:
         import ray
 

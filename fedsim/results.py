@@ -49,6 +49,8 @@ class RunRecorder:
     wall_before: float = 0.0  # wall time of earlier segments of a resumed run
     rounds_completed: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: set when the launcher marked the run interrupted: a server thread still running writes nothing more
+    frozen: bool = False
 
     @classmethod
     def create(cls, run_dir: Path, cfg: ExperimentConfig) -> RunRecorder:
@@ -86,7 +88,14 @@ class RunRecorder:
         return self.wall_before + time.time() - self.started
 
     # -- at the end ------------------------------------------------------------------------------
+    def interrupt(self) -> dict[str, Any]:
+        summary = self.write_summary("interrupted")
+        self.frozen = True
+        return summary
+
     def write_summary(self, status: str, error: str | None = None) -> dict[str, Any]:
+        if self.frozen:
+            return json.loads((self.run_dir / "summary.json").read_text())
         final, per_client = last_metrics(self.history)
         summary = {
             "status": status,
@@ -105,6 +114,8 @@ class RunRecorder:
     def finish(self, status: str, error: str | None = None) -> dict[str, Any]:
         from fedsim.plots import plot_run
 
+        if self.frozen:
+            return self.write_summary(status)
         try:
             plot_run(self.run_dir, self.history)
         except Exception as exc:  # plots must never turn a finished run into a failed one

@@ -222,9 +222,13 @@ def train_decoder(cfg: CoTConfig, log: Callable[[str], None] = print) -> tuple[L
     return model, tok
 
 
+#: ArithConfig fields that only affect evaluation, not the trained model (left out of the cache key).
+EVAL_ONLY = ("n_eval_problems", "sample_temperature", "val_fraction", "perturb_max")
+
+
 def cache_key(cfg: CoTConfig) -> str:
-    blob = json.dumps({"v": FORMAT_VERSION, "seed": cfg.seed, "arith": dataclasses.asdict(cfg.arith)},
-                      sort_keys=True)
+    train = {k: v for k, v in dataclasses.asdict(cfg.arith).items() if k not in EVAL_ONLY}
+    blob = json.dumps({"v": FORMAT_VERSION, "seed": cfg.seed, "arith": train}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -239,17 +243,25 @@ def load_decoder(path: str | Path) -> tuple[LlamaForCausalLM, PreTrainedTokenize
 
 
 def load_or_train(cfg: CoTConfig, log: Callable[[str], None] = print) -> tuple[LlamaForCausalLM,
-                                                                                PreTrainedTokenizerFast, bool]:
-    """The cached decoder for these knobs, training (and saving) it first if absent. Returns cached?"""
+                                                                                PreTrainedTokenizerFast, dict]:
+    """The cached decoder for these knobs, training (and saving) it first if absent.
+
+    Returns (model, tokenizer, info) where info has ``cached`` and the original ``train_seconds``.
+    """
     folder = cfg.cache_path / f"arith-{cache_key(cfg)}"
     if (folder / "config.json").is_file():
-        return (*load_decoder(folder), True)
+        info = json.loads((folder / "fedsim_train.json").read_text())
+        return (*load_decoder(folder), {**info, "cached": True, "path": str(folder)})
+    t0 = time.perf_counter()
     model, tok = train_decoder(cfg, log)
+    info = {"train_seconds": time.perf_counter() - t0, "train_steps": cfg.arith.train_steps,
+            "n_params": sum(p.numel() for p in model.parameters())}
     tmp = folder.with_name(folder.name + ".tmp")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    (tmp / "fedsim_train.json").write_text(json.dumps(info))
     tmp.rename(folder)  # atomic: a half-written cache is never picked up
-    return model, tok, False
+    return model, tok, {**info, "cached": False, "path": str(folder)}
 
 
 # --------------------------------------------------------------------------------------------

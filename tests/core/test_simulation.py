@@ -1,0 +1,198 @@
+"""End-to-end runs on Flower's simulation engine with Ray (the slow tests; each run costs 15-30 s).
+
+One module shares its runs across assertions:
+- ``cli_run``: ``fedsim run`` in a subprocess, local Ray started by the run;
+- ``cluster_run``: the Python API attached by address to a Ray head this test starts with
+  ``ray start --head --block`` on 127.0.0.1 and stops by its own process id;
+- ``resumed_run``: ``fedsim run`` interrupted with SIGINT after round 1, then ``--resume``;
+- ``flwr run .``: in its own test, with FLWR_HOME in a temp dir; its SuperLink is stopped by pid.
+All use the same config and seed, so their metrics must agree exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import fedsim
+from fedsim.results import read_metrics
+
+pytestmark = pytest.mark.ray
+
+TINY = Path(__file__).parent.parent / "configs" / "tiny.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
+BIN = Path(sys.executable).parent
+
+
+def _fedsim(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "fedsim"), *args], capture_output=True, text=True, env=ENV, timeout=600, **kw)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _acc_table(run_dir: Path) -> dict[tuple[int, int], tuple[float, float]]:
+    return {(r["round"], r["client"]): (r["acc_clean"], r["acc_corrupt"])
+            for r in read_metrics(run_dir) if r["client"] is not None}
+
+
+def _stop_tree(proc_pid: int) -> None:
+    """Terminate a process and every descendant, by pid."""
+    try:
+        parent = psutil.Process(proc_pid)
+    except psutil.NoSuchProcess:
+        return
+    procs = [*parent.children(recursive=True), parent]
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=15)
+    for p in alive:
+        p.kill()
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    proc = _fedsim("run", str(TINY), f"cache_dir={out.parent / 'cache'}", "--output-dir", str(out), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    port = _free_port()
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+         "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(1)
+    else:
+        _stop_tree(head.pid)
+        pytest.fail("ray head did not start")
+    time.sleep(3)  # let the raylet register
+    yield address, head
+    _stop_tree(head.pid)
+
+
+@pytest.fixture(scope="module")
+def cluster_run(ray_head, tmp_path_factory):
+    address, head = ray_head
+    out = tmp_path_factory.mktemp("api") / "run"
+    cfg = fedsim.load_config(TINY, [f"ray.address={address}", f"cache_dir={out.parent / 'cache'}"])
+    result = fedsim.run(cfg, out)
+    return result, head
+
+
+def _check_contract(run_dir: Path, rounds: int, clients: int) -> dict:
+    for name in ("config.yaml", "metrics.jsonl", "summary.json"):
+        assert (run_dir / name).is_file(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["rounds_completed"] == rounds
+    assert set(summary["final"]) >= {"acc_clean", "acc_corrupt", "train_loss"}
+    assert sorted(summary["per_client"]) == [str(i) for i in range(clients)]
+    rows = read_metrics(run_dir)
+    assert {r["round"] for r in rows} == set(range(1, rounds + 1))
+    assert sum(r["client"] is None for r in rows) == rounds
+    assert {p.name for p in (run_dir / "plots").glob("*.png")} >= {"acc_clean.png", "acc_corrupt.png"}
+    assert (run_dir / "checkpoints" / "server.pt").is_file()
+    saved = fedsim.load_config(run_dir / "config.yaml")  # the resolved config reloads and validates
+    assert saved.experiment == "tiny" and saved.seed == 3 and saved.trainer["lr"] == 1e-3
+    return summary
+
+
+def test_cli_run_writes_the_results_contract(cli_run):
+    run_dir, proc = cli_run
+    summary = _check_contract(run_dir, rounds=3, clients=3)
+    assert "round 3/3" in proc.stderr  # live progress
+    assert "mean" in proc.stdout and str(run_dir) in proc.stdout.replace("\n", "")
+    assert summary["final"]["acc_clean"] > 0.3  # FedAvg learns digits (chance 0.1)
+
+
+def test_api_run_attached_to_existing_ray_cluster(cluster_run, cli_run):
+    result, head = cluster_run
+    summary = _check_contract(result.run_dir, rounds=3, clients=3)
+    assert result.summary == summary and len(result.metrics) == 3 * 4
+    # same config and seed on another Ray cluster: identical numbers
+    assert _acc_table(result.run_dir) == _acc_table(cli_run[0])
+    assert head.poll() is None  # the run disconnected; the cluster it attached to is still up
+
+
+def test_report_compares_runs(cli_run, cluster_run, tmp_path):
+    proc = _fedsim("report", str(cli_run[0]), str(cluster_run[0].run_dir), "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "report.md").read_text()
+    assert md.count("| tiny/") == 2 and "acc_corrupt" in md
+    assert (tmp_path / "report_acc_clean.png").is_file()
+
+
+def test_interrupt_then_resume_equals_uninterrupted(cli_run, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([str(BIN / "fedsim"), "run", str(TINY), f"cache_dir={cli_run[0].parent / 'cache'}",
+                             "--output-dir", str(out)], env=ENV, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        summary = out / "summary.json"
+        if summary.is_file() and json.loads(summary.read_text()).get("rounds_completed", 0) >= 1:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=120)
+    finally:
+        _stop_tree(proc.pid)
+    first = json.loads((out / "summary.json").read_text())
+    assert first["status"] == "interrupted", first
+    assert 1 <= first["rounds_completed"] < 3
+    resumed = _fedsim("run", "--resume", str(out), cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = _check_contract(out, rounds=3, clients=3)
+    assert summary["status"] == "completed"
+    assert _acc_table(out) == _acc_table(cli_run[0])
+
+
+def test_flwr_run_from_repo_root(tmp_path):
+    home = tmp_path / "flwr-home"
+    out = tmp_path / "run"
+    env = {**ENV, "FLWR_HOME": str(home)}
+    before = {p.pid for p in psutil.process_iter()}
+    try:
+        proc = subprocess.run(
+            [str(BIN / "flwr"), "run", ".", "--stream", "--run-config",
+             f'config="{TINY}" output-dir="{out}" overrides="rounds=2 cache_dir={tmp_path / "cache"}"',
+             "--federation-config", "num-supernodes=3 client-resources-num-cpus=1"],
+            capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        _check_contract(out, rounds=2, clients=3)
+    finally:
+        # stop only the SuperLink (and its children) that this test started: found by our FLWR_HOME
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            if p.pid in before:
+                continue
+            try:
+                if p.environ().get("FLWR_HOME") == str(home):
+                    _stop_tree(p.pid)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
