@@ -97,7 +97,7 @@ class MASConfig:
                 kwargs[key] = _build(sub[key], value, f"{prefix}.{key}")
             else:
                 kwargs[key] = value
-        cfg = _build(cls, kwargs, prefix, nested=False)
+        cfg = _build(cls, kwargs, prefix)
         cfg.questions = tuple(cfg.questions)
         cfg.validate(prefix)
         return cfg
@@ -130,7 +130,7 @@ class MASConfig:
                 raise ConfigError(f"{prefix}.{key}: expected {expected}")
 
 
-def _build(cls: type, data: Any, where: str, nested: bool = True) -> Any:
+def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}

@@ -112,3 +112,26 @@ def test_composite_values_are_matched_by_leaf(stores):
     msg = f"BP was {labs['blood_pressure']} and the full record: {render_value(labs)}"
     out, rep = _filter(store, "medical", 6, mode="label").sanitize_for(msg, p.user_id, 6)
     assert labs["blood_pressure"] not in out and rep.masked_fields == ["recent_lab_results"]
+
+
+def test_llm_rewrite_is_followed_by_the_rule_layer_again(stores):
+    profiles, store = stores["financial"]
+    p = profiles[0]
+    income = p.fields["annual_income"]
+    calls = []
+
+    def careless_rewriter(text: str, recipient: int) -> str:
+        calls.append(recipient)
+        return f"Rewritten. By the way the income is {income:,}."  # a rewrite that re-inserts a value
+
+    epe = EPEFilter(
+        3,
+        "role",
+        store,
+        PrivacyPolicy.for_domain("financial"),
+        EPEConfig(mode="label", llm_rewrite=True),
+        rewriter=careless_rewriter,
+    )
+    out, rep = epe.sanitize_for("nothing private", p.user_id, 3, rewrite=True)
+    assert calls == [3] and rep.rewritten and out == "Rewritten. By the way the income is [annual_income]."
+    assert epe.sanitize_for("x", p.user_id, 3)[1].rewritten is False  # inbound: no rewrite
