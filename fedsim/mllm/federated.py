@@ -88,7 +88,7 @@ def partition_by_family(data: MMDataset, num_clients: int, alpha: float, seed: i
         cuts = (np.cumsum(rng.dirichlet([alpha] * num_clients))[:-1] * len(idx)).astype(int)
         for c, chunk in enumerate(np.split(idx, cuts)):
             parts[c].extend(int(i) for i in chunk)
-    for c, p in enumerate(parts):
+    for p in parts:
         if not p:  # steal one sample from the largest client
             big = max(range(num_clients), key=lambda j: len(parts[j]))
             p.append(parts[big].pop())
@@ -123,7 +123,8 @@ class AdapterClient:
         return trainable_state(self.trainer), len(self.data)
 
 
-def make_clients(base: MLLM, tcfg: TuningConfig, parts: Sequence[MMDataset], seed: int) -> list[AdapterClient]:
+def make_clients(base: MLLM, tcfg: TuningConfig, parts: Sequence[MMDataset],
+                 seed: int) -> list[AdapterClient]:
     """One client per data part; every client starts from the same base and the same adapter init."""
     return [AdapterClient(c, build_trainer(tcfg, clone_mllm(base), seed), d) for c, d in enumerate(parts)]
 

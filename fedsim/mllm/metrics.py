@@ -69,7 +69,8 @@ def average_efo(results: Sequence[EFO]) -> EFO:
 class EFOMetric:
     """Evaluates a model on fixed upstream and downstream sets; call before and after tuning."""
 
-    def __init__(self, upstream_sets: Mapping[str, MMDataset], downstream_sets: Mapping[str, MMDataset]) -> None:
+    def __init__(self, upstream_sets: Mapping[str, MMDataset],
+                 downstream_sets: Mapping[str, MMDataset]) -> None:
         if not upstream_sets or not downstream_sets:
             raise ValueError("EFOMetric needs at least one upstream and one downstream set")
         self.upstream_sets = dict(upstream_sets)

@@ -2,10 +2,11 @@
 
 Part of fedsim's MLLM ground (LoRASculpt, arXiv 2503.16843; tuning taxonomy, arXiv 2503.04543). The
 papers tune LLaVA-1.5-7B (CLIP ViT-L/14 + Vicuna). We keep the architecture class and shrink it:
-``LlavaForConditionalGeneration`` with a 2-layer CLIP vision tower (16-pixel patches: one image token per
-scene cell) and a 2-layer Llama language model (d = 128), about 0.5M parameters, built from configs with random weights (no weights can be downloaded here) and "pretrained"
-on the world's upstream mix by :mod:`fedsim.mllm.pretrain`. The same :class:`MLLM` wrapper loads a real
-checkpoint from a local directory (``model.path=...``) through the same class, so every trainer runs
+``LlavaForConditionalGeneration`` with a 2-layer CLIP vision tower (16-pixel patches: one image token
+per scene cell) and a 2-layer Llama language model (d = 128), about 0.5M parameters, built from
+configs with random weights (no weights can be downloaded here) and "pretrained" on the world's
+upstream mix by :mod:`fedsim.mllm.pretrain`. The same :class:`MLLM` wrapper loads a real checkpoint
+from a local directory (``model.path=...``) through the same class, so every trainer runs
 unchanged on it.
 
 Prompt format (our choice, LLaVA-like without a chat template): ``<s> <image>*K question answer </s>``,
@@ -23,8 +24,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
-                          PreTrainedTokenizerBase, PreTrainedTokenizerFast)
+from transformers import (
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 
 from fedsim.errors import DataPathError
 from fedsim.mllm.tokenizer import build_tokenizer
@@ -122,7 +129,8 @@ class MLLM:
     def pixels(self, images: torch.Tensor) -> torch.Tensor:
         x = images.float() / 255.0
         if x.shape[-1] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+            size = (self.image_size, self.image_size)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         mean = torch.tensor(self.image_mean).view(1, -1, 1, 1)
         std = torch.tensor(self.image_std).view(1, -1, 1, 1)
         return ((x - mean) / std).to(next(self.model.parameters()).dtype)

@@ -286,7 +286,7 @@ class TopKGrad(TuningTrainer):
         if not 0 < self.cfg.ratio <= 1:
             raise ConfigError(f"trainer.ratio must be in (0, 1], got {self.cfg.ratio}")
         if self.cfg.weight_decay != 0:
-            raise ConfigError("trainer.weight_decay must be 0 for topk_grad (decay would move frozen weights)")
+            raise ConfigError("trainer.weight_decay must be 0 for topk_grad (decay moves frozen weights)")
         self._freeze_all()
         for n, p in self.mllm.model.named_parameters():
             p.requires_grad_(is_llm_param(n))
@@ -452,5 +452,6 @@ def build_trainer(cfg: TuningConfig, mllm: MLLM, seed: int) -> TuningTrainer:
     if not issubclass(cls, TuningTrainer):
         raise ConfigError(f"trainer.name: {cfg.name!r} is not an MLLM tuning method")
     if not isinstance(cfg, cls.Config):
-        raise ConfigError(f"trainer: config {type(cfg).__name__} does not fit {cfg.name!r} ({cls.Config.__name__})")
+        raise ConfigError(f"trainer: config {type(cfg).__name__} does not fit {cfg.name!r} "
+                          f"(expects {cls.Config.__name__})")
     return cls(cfg, mllm, seed)

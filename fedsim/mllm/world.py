@@ -117,7 +117,8 @@ def cell_name(cell: int, grid: int) -> tuple[str, str]:
     return ("left" if col < grid / 2 else "right"), ("top" if row < grid / 2 else "bottom")
 
 
-def random_scene(cfg: WorldConfig, rng: np.random.Generator, digit_pool: np.ndarray, with_digit: bool) -> Scene:
+def random_scene(cfg: WorldConfig, rng: np.random.Generator, digit_pool: np.ndarray,
+                 with_digit: bool) -> Scene:
     n_obj = int(rng.integers(1, cfg.max_objects + 1))
     cells = rng.permutation(cfg.grid * cfg.grid)
     colors = rng.permutation(len(COLORS))[:n_obj]
@@ -302,7 +303,8 @@ def build_dataset(cfg: WorldConfig, families: Sequence[str], n: int, split: str 
     """``n`` samples with families drawn uniformly from ``families``; seeded by (cfg.seed, split, seed)."""
     bad = [f for f in families if f not in FAMILIES]
     if bad or not families:
-        raise ConfigError(f"world families: unknown or empty {bad or families}; choose from {sorted(FAMILIES)}")
+        raise ConfigError(f"world families: unknown or empty {bad or list(families)}; "
+                          f"choose from {sorted(FAMILIES)}")
     rng = np.random.default_rng([cfg.seed, 0 if split == "train" else 1, 0 if seed is None else seed + 1])
     pool = digit_pool(split)
     canvases = background(cfg, rng, n)

@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 import torch
 
-from fedsim.mllm.federated import (FederatedConfig, fedavg, from_array_record, load_trainable_state,
-                                   partition_by_family, run_federated, to_array_record, trainable_state)
+from fedsim.mllm.federated import (
+    FederatedConfig,
+    fedavg,
+    from_array_record,
+    load_trainable_state,
+    partition_by_family,
+    run_federated,
+    to_array_record,
+    trainable_state,
+)
 from fedsim.mllm.lorasculpt import LoRASculptConfig, lora_factors
 from fedsim.mllm.tuning import LoRATuningConfig, build_trainer
 

@@ -3,8 +3,16 @@ import math
 import pytest
 import torch
 
-from fedsim.mllm.lorasculpt import (LoRASculptConfig, apply_masks, cmr_loss, cmr_weight, compute_masks,
-                                    expected_product_density, lora_factors, topk_magnitude_mask)
+from fedsim.mllm.lorasculpt import (
+    LoRASculptConfig,
+    apply_masks,
+    cmr_loss,
+    cmr_weight,
+    compute_masks,
+    expected_product_density,
+    lora_factors,
+    topk_magnitude_mask,
+)
 from fedsim.mllm.tuning import build_trainer
 
 

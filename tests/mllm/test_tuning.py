@@ -3,8 +3,16 @@ import torch
 
 from fedsim.errors import ConfigError
 from fedsim.mllm.lorasculpt import LoRASculptConfig
-from fedsim.mllm.tuning import (AdapterConfig, DoRATuningConfig, LastKConfig, LoRATuningConfig, PromptConfig,
-                                TopKGradConfig, TuningConfig, build_trainer)
+from fedsim.mllm.tuning import (
+    AdapterConfig,
+    DoRATuningConfig,
+    LastKConfig,
+    LoRATuningConfig,
+    PromptConfig,
+    TopKGradConfig,
+    TuningConfig,
+    build_trainer,
+)
 
 
 def snapshot(model):

@@ -3,7 +3,7 @@ import pytest
 
 from fedsim.errors import ConfigError
 from fedsim.mllm.tokenizer import build_tokenizer
-from fedsim.mllm.world import (NUMBER_WORDS, WorldConfig, build_dataset, cell_name, digit_pool, vocabulary)
+from fedsim.mllm.world import NUMBER_WORDS, WorldConfig, build_dataset, cell_name, digit_pool, vocabulary
 
 
 def test_seeded_and_deterministic(world):
