@@ -57,19 +57,20 @@ def generate_reinforce(teacher: nn.Module, bank: PseudoGraphBank, cfg: ACGKDConf
     for _ in range(cfg.gen_steps):
         logits = bank.edges.logits()
         with torch.no_grad():
-            adj = symmetrize_upper((logits + logistic_noise(logits.shape, g) > 0).float()) * pair_mask(bank.mask)
-        out, bn_loss = teacher_pass(teacher, bank.features(), adj, bank.mask)
+            draw = (logits + logistic_noise(logits.shape, g) > 0).float()
+            adj = symmetrize_upper(draw) * pair_mask(bank.mask)
+        out, bn_loss = teacher_pass(teacher, bank.features(), adj, bank.mask, cfg.bn_normalize)
         ce = F.cross_entropy(out, bank.labels, reduction="none")
         density = (adj.sum((1, 2)) / pair_mask(bank.mask).sum((1, 2)).clamp(min=1.0))
-        reward = (cfg.beta_ce * ce + cfg.rho_sparsity * density + bn_loss).detach()
+        reward = (cfg.beta_ce * ce + cfg.rho_sparsity * density + cfg.alpha_bn * bn_loss).detach()
         m = cfg.reinforce_baseline_momentum
         baseline = reward.mean() if baseline is None else m * baseline + (1 - m) * reward.mean()
         surrogate = ((reward - baseline) * bernoulli_log_prob(logits, adj, bank.mask)).mean()
-        loss = bn_loss + cfg.beta_ce * ce.mean() + surrogate
+        loss = cfg.alpha_bn * bn_loss + cfg.beta_ce * ce.mean() + surrogate
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return {"gen_loss": float((bn_loss + cfg.beta_ce * ce.mean()).detach()),
+    return {"gen_loss": float((cfg.alpha_bn * bn_loss + cfg.beta_ce * ce.mean()).detach()),
             "gen_bn_loss": float(bn_loss.detach()), "gen_ce": float(ce.mean().detach())}
 
 

@@ -140,7 +140,7 @@ def tu_raw_files(root: str, name: str) -> list[str]:
 
 
 def load_tu(root: str, name: str, cfg: GraphDataConfig | None = None) -> list[Data]:
-    """A TU-format dataset from ``root/name/raw`` via PyG; missing files -> DataPathError, never a download."""
+    """A TU-format dataset from ``root/name/raw`` via PyG; missing files: DataPathError, no download."""
     from torch_geometric.datasets import TUDataset
 
     if not name:
@@ -166,7 +166,8 @@ def num_classes(graphs: list[Data]) -> int:
     return int(torch.cat([g.y.view(-1) for g in graphs]).max()) + 1
 
 
-def train_test_split(graphs: list[Data], test_fraction: float, seed: int) -> tuple[list[Data], list[Data]]:
+def train_test_split(graphs: list[Data], test_fraction: float,
+                     seed: int) -> tuple[list[Data], list[Data]]:
     g = torch.Generator()
     g.manual_seed(seed)
     perm = torch.randperm(len(graphs), generator=g).tolist()
