@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from flwr.app import ArrayRecord
 
 from fedsim.client import ACTIONS, ClientRuntime, Reply, action
-from fedsim.data.augment import public_batch
-from fedsim.trainers.base import make_optimizer, normalise
+from fedsim.data.augment import augmix, public_batch
+from fedsim.data.base import to_float
+from fedsim.trainers.base import make_optimizer, normalise, seeded_generator
 from fedsim.trainers.distill import public_step
 
 
@@ -116,9 +117,21 @@ def query_acc(rt: ClientRuntime, conf: dict[str, Any], arrays: dict[str, ArrayRe
 
 
 def _public_x(rt: ClientRuntime, conf: dict[str, Any], batch: int) -> torch.Tensor:
-    _, x = public_batch(rt.data.public, batch, int(conf["public-batch-size"]), int(conf["public-seed"]),
-                        augment=bool(conf.get("public-augment", True)))
-    return x
+    """The public batch every client derives identically from (round seed, batch index).
+
+    ``conf['view']``: ``plain`` (the public augmentation, or none) or ``augmix`` (an AugMix mixture of
+    the raw batch, AugHFL's public view; ``augmix2`` draws a second, independent one).
+    """
+    public = rt.data.public
+    if public is None:
+        raise ValueError(f"client {rt.pid} has no public data (data.public.source=none)")
+    bs, seed = int(conf["public-batch-size"]), int(conf["public-seed"])
+    view = conf.get("view", "plain")
+    idx, x = public_batch(public, batch, bs, seed, augment=bool(conf.get("public-augment", True)) and view == "plain")
+    if view == "plain":
+        return x
+    g = seeded_generator("public-augmix", seed, batch, view)
+    return to_float(augmix(public.x[idx], g), public.mean, public.std)
 
 
 @torch.no_grad()

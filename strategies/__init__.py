@@ -2,7 +2,8 @@
 
 import importlib
 
-for _mod in ("local", "fedavg", "rahfl", "baselines"):
+for _mod in ("local", "fedavg", "rahfl", "fedmd", "feddf", "fccl", "rhfl", "fedproto", "kt_pfl", "aughfl",
+             "baselines"):
     try:
         importlib.import_module(f"strategies.{_mod}")
     except ModuleNotFoundError as exc:

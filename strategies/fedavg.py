@@ -63,8 +63,10 @@ class FedAvg(FedsimStrategy):
             self.arrays = arrays
         return {k: float(v) for k, v in (metrics or {}).items() if k not in ("partition-id", "num-examples")}
 
-    def evaluate_arrays(self, r: int) -> dict[str, Any]:
-        return {"arrays": self.arrays}
+    def evaluate(self, r: int) -> dict[int, dict[str, float]]:
+        """The global model on the test sets of this round's sampled clients (all of them by default)."""
+        replies = self.ctx.broadcast("evaluate", r, self.ctx.sample(r), {}, {"arrays": self.arrays})
+        return {pid: rep.metrics for pid, rep in replies.items()}
 
     def state_dict(self) -> dict[str, Any]:
         return {"arrays": self.arrays.to_torch_state_dict()}

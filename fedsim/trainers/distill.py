@@ -11,7 +11,7 @@ keeps messages small and the update identical to the official RAHFL loop.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -74,12 +74,9 @@ def public_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss: s
     """
     model.train()
     fn = PUBLIC_LOSSES[loss]
-    if reuse_forward:
-        with frozen_bn_stats(model):
-            value = weight * fn(model(x), target)
-    else:
-        value = weight * fn(model(x), target)
     opt.zero_grad(set_to_none=True)
-    value.backward()
+    with frozen_bn_stats(model) if reuse_forward else nullcontext():
+        value = weight * fn(model(x), target)
+        value.backward()  # inside: BatchNorm saved its running stats for backward
     opt.step()
     return float(value.detach())

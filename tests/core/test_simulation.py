@@ -118,7 +118,7 @@ def _check_contract(run_dir: Path, rounds: int, clients: int) -> dict:
     assert {p.name for p in (run_dir / "plots").glob("*.png")} >= {"acc_clean.png", "acc_corrupt.png"}
     assert (run_dir / "checkpoints" / "server.pt").is_file()
     saved = fedsim.load_config(run_dir / "config.yaml")  # the resolved config reloads and validates
-    assert saved.experiment == "tiny" and saved.seed == 3 and saved.trainer["lr"] == 1e-3
+    assert saved.experiment == "tiny" and saved.seed == 3 and saved.trainer["lr"] == 0.003
     return summary
 
 
