@@ -98,7 +98,7 @@ class ACGKDConfig(TrainerConfig):
     student_hidden: int = 64
     reuse_classifier: bool = True
     feat_weight: float = 1.0
-    kd_epochs: int = 40
+    kd_epochs: int = 100
     # -- adversarial temperature and curriculum ----------------------------------------------
     adversarial_temp: bool = True
     tau_init: float = 4.0
