@@ -242,8 +242,10 @@ def load_decoder(path: str | Path) -> tuple[LlamaForCausalLM, PreTrainedTokenize
     return model, PreTrainedTokenizerFast.from_pretrained(path)
 
 
-def load_or_train(cfg: CoTConfig, log: Callable[[str], None] = print) -> tuple[LlamaForCausalLM,
-                                                                                PreTrainedTokenizerFast, dict]:
+Decoder = tuple[LlamaForCausalLM, PreTrainedTokenizerFast, dict]
+
+
+def load_or_train(cfg: CoTConfig, log: Callable[[str], None] = print) -> Decoder:
     """The cached decoder for these knobs, training (and saving) it first if absent.
 
     Returns (model, tokenizer, info) where info has ``cached`` and the original ``train_seconds``.
@@ -268,6 +270,12 @@ def load_or_train(cfg: CoTConfig, log: Callable[[str], None] = print) -> tuple[L
 # Sampling the model's own traces
 # --------------------------------------------------------------------------------------------
 
+def _cache_kwargs(out) -> dict:
+    """transformers >= 5.2x renamed ``past_key_values`` to ``cache``; support both spellings."""
+    cache = getattr(out, "cache", None)
+    return {"cache": cache} if cache is not None else {"past_key_values": out.past_key_values}
+
+
 @torch.no_grad()
 def sample_ids(model, prompt_ids: torch.Tensor, max_new: int, temperature: float, eos_id: int,
                gen: torch.Generator) -> torch.Tensor:
@@ -282,7 +290,7 @@ def sample_ids(model, prompt_ids: torch.Tensor, max_new: int, temperature: float
         done |= nxt.eq(eos_id)
         if bool(done.all()):
             break
-        out = model(input_ids=nxt[:, None], past_key_values=out.past_key_values, use_cache=True)
+        out = model(input_ids=nxt[:, None], use_cache=True, **_cache_kwargs(out))
     return torch.stack(new, 1)
 
 

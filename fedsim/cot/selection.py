@@ -37,7 +37,8 @@ def risks(model, tok, samples: Sequence[ReasoningSample], cfg: CoTConfig,
                           "(fedsim.cot.scorer.fit_orientations) or set 1 / -1")
     scores = score_samples(model, tok, samples, cfg.scorer, energy_fn)
     if cfg.selection.score not in scores:
-        raise ConfigError(f"cot.selection.score: unknown {cfg.selection.score!r}; choose one of {sorted(scores)}")
+        raise ConfigError(f"cot.selection.score: unknown {cfg.selection.score!r}; "
+                          f"choose one of {sorted(scores)}")
     values = sign * scores[cfg.selection.score]
     return np.where(np.isfinite(values), values, np.inf)  # an unscorable sample is never preferred
 
