@@ -282,8 +282,11 @@ class EPEFilter:
         """Stage A for a batch of (user_id, task text); one embedding call for the whole batch."""
         if not self.config.relevance:
             return [[d for d in self.store.records(uid) if self._keep(d.metadata)] for uid, _ in requests]
-        queries = [f"{task} {self.role_description}" for _, task in requests]
-        vectors = self.store.embeddings.embed_documents(queries)
+        # The MCQ options (other users' values) must not steer relevance: rank by the question alone.
+        queries = [f"{task.split(' Options:')[0]} {self.role_description}" for _, task in requests]
+        unique = list(dict.fromkeys(queries))
+        embedded = dict(zip(unique, self.store.embeddings.embed_documents(unique), strict=True))
+        vectors = [embedded[q] for q in queries]
         k = self.config.top_k or len(self.policy.labels)
         out = []
         for (uid, _), vec in zip(requests, vectors, strict=True):

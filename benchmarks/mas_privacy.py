@@ -67,8 +67,11 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+PII_BACKEND = {"name": "regex"}
+
+
 def pii_backend() -> str:
-    return "presidio" if importlib.util.find_spec("presidio_analyzer") else "regex"
+    return PII_BACKEND["name"]
 
 
 def epe_config(variant: str, top_k: int) -> EPEConfig:
@@ -226,11 +229,18 @@ def main() -> None:
     ap.add_argument("--smol-utility", type=int, default=3, help="MCQs per user for SmolLM2")
     ap.add_argument("--smol-probes", type=int, default=2, help="privacy probes per user for SmolLM2")
     ap.add_argument("--smol-tokens", type=int, default=40)
+    ap.add_argument(
+        "--pii-backend",
+        choices=("regex", "presidio"),
+        default="regex",
+        help="PII baseline: langchain PIIMiddleware detectors + regexes, or Presidio (slow on CPU)",
+    )
     ap.add_argument("--part", choices=("all", "context", "smol"), default="all")
     ap.add_argument("--smol-domains", nargs="+", default=["financial", "medical"])
     ap.add_argument("--smol-variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    PII_BACKEND["name"] = args.pii_backend
     t0 = time.time()
     emb = make_embeddings("minilm")
     users = max(args.users, args.adv_users, args.smol_users)
