@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from fedsim.cot.config import CoTConfig
 from fedsim.cot.scorer import EnergyFn, ReasoningSample, score_samples
@@ -85,3 +86,55 @@ def score_and_select(model, tok, samples: Sequence[ReasoningSample], cfg: CoTCon
         "seconds": time.perf_counter() - t0,
     }
     return [samples[i] for i in kept], [float(w) for w in weights], report
+
+
+def weighted_lm_loss(model, tok, samples: Sequence[ReasoningSample],
+                     weights: Sequence[float]) -> torch.Tensor:
+    """Mean over samples of weight_i x (token-mean NLL of reasoning + answer given the prompt).
+
+    The prompt is context only (its tokens carry no loss), so the selection weight scales exactly
+    the part of the sample whose soundness was scored.
+    """
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    rows, starts = [], []
+    for s in samples:
+        ids = list(tok(s.prompt + s.reasoning + s.answer)["input_ids"])
+        if tok.eos_token_id is not None:
+            ids.append(tok.eos_token_id)
+        rows.append(ids)
+        starts.append(len(tok(s.prompt)["input_ids"]))
+    width = max(map(len, rows))
+    device = next(model.parameters()).device
+    ids = torch.full((len(rows), width), pad, device=device)
+    mask = torch.zeros((len(rows), width), dtype=torch.bool, device=device)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, device=device)
+        mask[i, starts[i]: len(row)] = True
+    lengths = torch.tensor([len(r) for r in rows], device=device)
+    attention = torch.arange(width, device=device)[None, :] < lengths[:, None]
+    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1]
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+    target = mask[:, 1:]
+    per_sample = (nll * target).sum(1) / target.sum(1).clamp_min(1)
+    w = torch.tensor(list(weights), dtype=per_sample.dtype, device=device)
+    return (w * per_sample).sum() / max(len(rows), 1)
+
+
+def train_on_selected(model, tok, samples: Sequence[ReasoningSample], weights: Sequence[float],
+                      steps: int, lr: float = 1e-3, batch_size: int = 16, seed: int = 0) -> float:
+    """A client's local update on its selected, weighted samples; returns the mean training loss."""
+    if not samples or steps <= 0:
+        return float("nan")
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        idx = torch.randint(0, len(samples), (min(batch_size, len(samples)),), generator=gen).tolist()
+        loss = weighted_lm_loss(model, tok, [samples[i] for i in idx], [weights[i] for i in idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    model.eval()
+    return float(np.mean(losses))

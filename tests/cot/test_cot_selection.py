@@ -68,3 +68,22 @@ def test_shipped_yaml_configs_load():
     for f in files:
         cfg = CoTConfig.from_yaml(f)
         assert 0 <= cfg.scorer.gamma <= 1
+
+
+def test_weighted_local_training_ignores_zero_weight_samples(tiny_cfg, tiny_tok):
+    from fedsim.cot.arith import build_model
+    from fedsim.cot.selection import train_on_selected, weighted_lm_loss
+
+    problems = [Problem(3, (("+", 2), ("-", 1))), Problem(6, (("+", 2), ("-", 1), ("+", 4)))]  # padded batch
+    samples = [reference_trace(i, p).sample() for i, p in enumerate(problems)]
+    model = build_model(tiny_cfg.arith, tiny_tok, seed=1)
+    full = weighted_lm_loss(model, tiny_tok, samples, [1.0, 1.0])
+    first = weighted_lm_loss(model, tiny_tok, samples[:1], [1.0])
+    second = weighted_lm_loss(model, tiny_tok, samples[1:], [1.0])
+    assert float(full) == pytest.approx((float(first) + float(second)) / 2, rel=1e-5)
+    weighted = weighted_lm_loss(model, tiny_tok, samples, [2.0, 0.0])
+    assert float(weighted) == pytest.approx(float(first), rel=1e-5)
+    before = [p.detach().clone() for p in model.parameters()]
+    assert math.isnan(train_on_selected(model, tiny_tok, [], [], steps=3))
+    loss = train_on_selected(model, tiny_tok, samples, [1.0, 1.0], steps=3, lr=1e-2)
+    assert math.isfinite(loss) and any(not p.equal(b) for p, b in zip(model.parameters(), before))
