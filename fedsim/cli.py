@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -35,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("fedsim: interrupted (the run dir is marked 'interrupted'; continue with --resume)", file=sys.stderr)
-        return 130
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Flower's ServerApp thread may still wait for replies from actors that died with the signal; a
+        # normal exit would wait for it forever. The run dir is already marked, so leave at once.
+        os._exit(130)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -31,8 +31,12 @@ def backend_config(cfg: ExperimentConfig) -> dict[str, Any]:
     init_args: dict[str, Any] = {"logging_level": cfg.ray.logging_level, "log_to_driver": True}
     if address:
         init_args["address"] = address  # no resource arguments when attaching (Ray rejects them)
-    elif cfg.ray.num_cpus is not None:
-        init_args["num_cpus"] = cfg.ray.num_cpus
+    else:
+        # "local" forces a fresh local Ray: a bare ray.init() would attach to whatever cluster `ray start`
+        # last left on this host (or hang on its stale address file)
+        init_args["address"] = "local"
+        if cfg.ray.num_cpus is not None:
+            init_args["num_cpus"] = cfg.ray.num_cpus
     return {
         "client_resources": {"num_cpus": cfg.ray.num_cpus_per_client, "num_gpus": cfg.ray.num_gpus_per_client},
         "init_args": init_args,
@@ -67,9 +71,9 @@ def launch(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[s
     except KeyboardInterrupt:
         if outcome.recorder is not None:
             outcome.recorder.interrupt()
+        _shutdown_ray(timeout=15)
         raise
-    finally:
-        _shutdown_ray()
+    _shutdown_ray()
     if outcome.error is not None:
         raise outcome.error
     if outcome.summary is None:
@@ -84,15 +88,29 @@ def quiet_flower() -> None:
         flwr_log.setLevel(logging.WARNING)
 
 
-def _shutdown_ray() -> None:
-    """Disconnect this driver from Ray (a local cluster it started stops; an attached one keeps running)."""
-    try:
-        import ray
+def _shutdown_ray(timeout: float | None = None) -> None:
+    """Disconnect this driver from Ray (a local cluster it started stops; an attached one keeps running).
 
-        if ray.is_initialized():
-            ray.shutdown()
-    except Exception:  # pragma: no cover
-        pass
+    With ``timeout`` (after an interrupt, when Ray's own processes may already be gone) the shutdown runs
+    in a daemon thread and is abandoned after that many seconds.
+    """
+    import threading
+
+    import ray
+
+    def stop() -> None:
+        try:
+            if ray.is_initialized():
+                ray.shutdown()
+        except Exception:  # pragma: no cover - best effort on the way out
+            pass
+
+    if timeout is None:
+        stop()
+        return
+    th = threading.Thread(target=stop, daemon=True)
+    th.start()
+    th.join(timeout)
 
 
 def launch_flwr_run(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:

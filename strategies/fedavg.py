@@ -42,7 +42,7 @@ class FedAvg(FedsimStrategy):
         if len(archs) > 1:
             raise ConfigError(f"model.archs: fedavg needs one architecture for all clients, got {sorted(archs)}")
         n = self.cfg.clients_per_round or self.cfg.num_clients
-        self.flower = FlowerFedAvg(fraction_train=n / self.cfg.num_clients, fraction_evaluate=0.0,
+        self.flower = FlowerFedAvg(fraction_train=n / self.cfg.num_clients, fraction_evaluate=1.0,
                                    min_train_nodes=n, min_available_nodes=self.cfg.num_clients)
         if not hasattr(self, "arrays"):
             num_classes = int(self.ctx.info[self.ctx.pids[0]].get("num-classes", 10))
