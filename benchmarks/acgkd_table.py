@@ -6,10 +6,11 @@ Three tables, written to ``benchmarks/results/acgkd_table.md``:
    students per arm: ACGKD (xi = 4) and its ablations, ACGKD with full-rank / xi = 2 / xi = 8 edges,
    GFKD-style (Bernoulli + REINFORCE, full rank, GIN-3-32, vanilla KD) and DFAD-GNN-style.
 2. Pseudo-graph generation cost as n grows (3 graphs of n nodes, one per class): seconds per
-   generation step and peak memory. Each cell runs in a fresh subprocess; memory is the growth of
-   the process's peak resident set (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) over its level
-   just before the first step, so it includes activations, not only parameters. The edge-parameter
-   bytes (parameter + gradient + two Adam moments, float32) are listed beside it.
+   generation step and peak memory. Memory = peak growth of the process's resident set during the
+   step over its level just before it, polled every 0.5 ms from /proc/self/statm by a thread, with
+   glibc's mmap threshold fixed at 64 KiB so freed tensors leave RSS (not tracemalloc: it does not
+   see torch's allocations). It includes activations, not only parameters. The edge-parameter
+   state (parameter + gradient + two Adam moments, float32) is listed beside it.
 3. Federated: 3 clients with Dirichlet(0.5) label-skewed shards each train a GIN-5-64; the server
    distils their ensemble data-free into one global student.
 
@@ -19,19 +20,18 @@ Run: ``python benchmarks/acgkd_table.py`` (about 15 min on 2 shared cores; singl
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 import os
-import resource
 import statistics
-import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import torch
 
-from fedsim.graph.acgkd import ACGKDConfig, PseudoGraphBank, distill, frozen, generate
-from fedsim.graph.baselines import dfad_distill, gfkd_config
+from fedsim.graph.acgkd import ACGKDConfig, PseudoGraphBank, distill, frozen, generate, generate_concrete
+from fedsim.graph.baselines import dfad_distill, generate_reinforce, gfkd_config
 from fedsim.graph.data import GraphDataConfig, label_skew_split, synthetic_graphs, train_test_split
 from fedsim.graph.federated import EnsembleTeacher, distill_ensemble
 from fedsim.graph.gnn import GNNSpec, GraphNet, accuracy, predict_logits, train_supervised
@@ -39,11 +39,11 @@ from fedsim.graph.gnn import GNNSpec, GraphNet, accuracy, predict_logits, train_
 DATA = GraphDataConfig(num_graphs=600, seed=0)
 TEACHER_EPOCHS = 20
 SIZES = (32, 128, 512, 2048)
-SCALE_METHODS = {"BinConcrete full-rank": {"xi": 0}, "BinConcrete xi=2": {"xi": 2},
-                 "BinConcrete xi=4": {"xi": 4}, "BinConcrete xi=8": {"xi": 8},
+SCALE_METHODS = {"BinConcrete full-rank (dense)": {"xi": 0}, "BinConcrete xi=2 (dense)": {"xi": 2},
+                 "BinConcrete xi=4 (dense)": {"xi": 4}, "BinConcrete xi=8 (dense)": {"xi": 8},
+                 "BinConcrete xi=4 (implicit, blockwise)": {"xi": 4, "implicit_edges": True},
                  "GFKD Bernoulli+REINFORCE full-rank": {"xi": 0, "edge_model": "bernoulli"}}
 RESULTS = Path(__file__).parent / "results"
-TEACHER_PATH = RESULTS / ".acgkd_teacher.pt"
 
 
 def make_teacher(graphs, seed: int) -> GraphNet:
@@ -89,34 +89,47 @@ def accuracy_rows(teacher: GraphNet, train, test) -> list[tuple[str, float, str]
     return rows
 
 
-def scale_cell(method: str, n: int, steps: int = 3) -> dict[str, float]:
-    """One (method, n) cell, meant to run in its own process: seconds/step and peak RSS growth."""
-    torch.set_num_threads(1)
-    teacher = frozen(GraphNet(GNNSpec(DATA.in_dim, 3, hidden=64, layers=5)))
-    teacher.load_state_dict(torch.load(TEACHER_PATH))
-    cfg = dataclasses.replace(ACGKDConfig(graphs_per_class=1, gen_steps=1), **SCALE_METHODS[method])
-    from fedsim.graph.acgkd import generate_concrete
-    from fedsim.graph.baselines import generate_reinforce
-    run = generate_concrete if cfg.edge_model == "concrete" else generate_reinforce
-    bank = PseudoGraphBank(3, DATA.in_dim, cfg, seed=0, n_override=n)
-    before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for step in range(steps):  # each call is one optimiser step on a fresh Adam (gen_steps=1)
-        start = time.perf_counter()
-        run(teacher, bank, cfg, seed=step)
-        times.append(time.perf_counter() - start)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"sec_per_step": statistics.median(times), "peak_mib": (peak_kib - before_kib) / 1024,
-            "edge_state_mib": bank.edge_param_count() * 4 * 4 / 2**20}
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def scale_rows() -> dict[tuple[str, int], dict[str, float]]:
+def peak_rss_growth(fn) -> tuple[float, float]:
+    """(peak RSS growth MiB over the level before ``fn``, seconds): RSS polled every 0.5 ms by a thread.
+
+    Needs MALLOC_MMAP_THRESHOLD_ fixed (see :func:`main`) so freed tensors return to the OS and RSS
+    follows live memory instead of glibc's retained heap."""
+    base, best, stop = rss_bytes(), [0], threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            best[0] = max(best[0], rss_bytes())
+            time.sleep(0.0005)
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    start = time.perf_counter()
+    fn()
+    seconds = time.perf_counter() - start
+    stop.set()
+    thread.join()
+    return (max(best[0], rss_bytes()) - base) / 2**20, seconds
+
+
+def scale_rows(teacher: GraphNet) -> dict[tuple[str, int], dict[str, float]]:
+    """Per (method, n): one generation step on 3 graphs of n nodes (median of 2 steps; 1 at n=2048)."""
+    frozen(teacher)
     out = {}
     for n in SIZES:
-        for method in SCALE_METHODS:
-            proc = subprocess.run([sys.executable, __file__, "--cell", method, str(n)], capture_output=True,
-                                  text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True)
-            out[(method, n)] = json.loads(proc.stdout.strip().splitlines()[-1])
+        for method, change in SCALE_METHODS.items():
+            cfg = dataclasses.replace(ACGKDConfig(graphs_per_class=1, gen_steps=1), **change)
+            run = generate_concrete if cfg.edge_model == "concrete" else generate_reinforce
+            bank = PseudoGraphBank(3, DATA.in_dim, cfg, seed=0, n_override=n)
+            step = functools.partial(run, teacher, bank, cfg, 0)
+            cells = [peak_rss_growth(step) for _ in range(1 if n >= 2048 else 2)]
+            out[(method, n)] = {"peak_mib": max(c[0] for c in cells),
+                                "sec_per_step": statistics.median(c[1] for c in cells),
+                                "edge_state_mib": bank.edge_param_count() * 4 * 4 / 2**20}
             print(method, n, out[(method, n)], flush=True)
     return out
 
@@ -146,7 +159,7 @@ def render(teacher_acc: float, acc, scale, fed, seconds: float) -> str:
              "| arm | student acc | notes |", "|---|---|---|"]
     lines += [f"| {name} | {a:.3f} | {note} |" for name, a, note in acc]
     lines += ["", "## Pseudo-graph generation cost vs n (3 graphs of n nodes, 1 optimiser step)", "",
-              "seconds/step (median of 3) / peak RSS growth MiB (ru_maxrss, fresh process) / "
+              "seconds/step (median of 2) / peak RSS growth MiB (ru_maxrss, fresh process) / "
               "edge-parameter state MiB (param+grad+2 Adam moments)", "",
               "| method | " + " | ".join(f"n={n}" for n in SIZES) + " |",
               "|---|" + "---|" * len(SIZES)]
@@ -162,26 +175,24 @@ def render(teacher_acc: float, acc, scale, fed, seconds: float) -> str:
 
 
 def main() -> None:
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") != "65536":  # must be set before the first malloc
+        os.execve(sys.executable, [sys.executable, *sys.argv],
+                  {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"})
     torch.set_num_threads(1)
     start = time.perf_counter()
     RESULTS.mkdir(exist_ok=True)
     train, test = train_test_split(synthetic_graphs(DATA), 0.25, seed=0)
     teacher = make_teacher(train, seed=0)
-    torch.save(teacher.state_dict(), TEACHER_PATH)
     teacher_acc = accuracy(teacher, test)
     print("teacher", teacher_acc, flush=True)
-    scale = scale_rows()
+    scale = scale_rows(fresh(teacher))
     acc = accuracy_rows(teacher, train, test)
     print(acc, flush=True)
     fed = federated_rows(train, test)
     table = render(teacher_acc, acc, scale, fed, time.perf_counter() - start)
-    TEACHER_PATH.unlink()
     (RESULTS / "acgkd_table.md").write_text(table)
     print(table)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--cell":
-        print(json.dumps(scale_cell(sys.argv[2], int(sys.argv[3]))))
-    else:
-        main()
+    main()

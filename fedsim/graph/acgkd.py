@@ -63,6 +63,7 @@ from torch import nn
 
 from fedsim.errors import ConfigError
 from fedsim.graph.gnn import ARCHS, GNNSpec, GraphNet, train_supervised
+from fedsim.graph.implicit import ImplicitAdjacency
 from fedsim.registry import TRAINERS
 from fedsim.trainers.base import Trainer, TrainerConfig, seeded_generator
 
@@ -81,6 +82,8 @@ class ACGKDConfig(TrainerConfig):
     min_nodes: int = 20
     max_nodes: int = 40
     xi: int = 4  # rank of the edge logits; 0 = full-rank n x n logits
+    #: never materialise n x n: blockwise S @ X with recomputation (fedsim.graph.implicit; xi > 0, GIN)
+    implicit_edges: bool = False
     edge_model: str = "concrete"  # concrete (ACGKD) | bernoulli (GFKD: score-function gradients)
     init_density: float = 0.1
     gen_steps: int = 150
@@ -114,6 +117,7 @@ class ACGKDConfig(TrainerConfig):
             "edge_model": self.edge_model in EDGE_MODELS,
             "student_arch": self.student_arch in ARCHS,
             "xi": self.xi >= 0,
+            "implicit_edges": not self.implicit_edges or (self.xi > 0 and self.edge_model == "concrete"),
             "graphs_per_class": self.graphs_per_class >= 1,
             "min_nodes": 2 <= self.min_nodes <= self.max_nodes,
             "init_density": 0.0 < self.init_density < 1.0,
@@ -206,6 +210,11 @@ class PseudoGraphBank(nn.Module):
         x = torch.softmax(self.feature_logits, -1) * self.mask.unsqueeze(-1)
         return x if idx is None else x[idx]
 
+    def implicit_adj(self, lam: float, g: torch.Generator) -> ImplicitAdjacency:
+        """The same relaxation, used only through ``@`` and never stored (low-rank edges only)."""
+        seed = int(torch.randint(2**31 - 1, (1,), generator=g))
+        return ImplicitAdjacency(self.edges.z, self.edges.bias, self.mask, lam, seed)
+
     def relaxed_adj(self, lam: float, g: torch.Generator) -> torch.Tensor:
         return symmetrize_upper(binary_concrete(self.edges.logits(), lam, g)) * pair_mask(self.mask)
 
@@ -291,10 +300,11 @@ def generate_concrete(teacher: nn.Module, bank: PseudoGraphBank, cfg: ACGKDConfi
     opt = torch.optim.Adam(bank.parameters(), lr=cfg.gen_lr)
     for step in range(cfg.gen_steps):
         lam = anneal(step, cfg.gen_steps, cfg.lambda_start, cfg.lambda_end)
-        adj = bank.relaxed_adj(lam, g)
+        adj = bank.implicit_adj(lam, g) if cfg.implicit_edges else bank.relaxed_adj(lam, g)
         logits, bn_loss = teacher_pass(teacher, bank.features(), adj, bank.mask, cfg.bn_normalize)
         ce = F.cross_entropy(logits, bank.labels)
-        loss = cfg.alpha_bn * bn_loss + cfg.beta_ce * ce + cfg.rho_sparsity * sparsity(adj, bank.mask)
+        density = adj.density() if cfg.implicit_edges else sparsity(adj, bank.mask)
+        loss = cfg.alpha_bn * bn_loss + cfg.beta_ce * ce + cfg.rho_sparsity * density
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -27,6 +27,7 @@ from torch_geometric.nn import DenseGATConv, DenseGCNConv, DenseGINConv
 from torch_geometric.utils import to_dense_adj, to_dense_batch
 
 from fedsim.errors import ConfigError
+from fedsim.graph.implicit import ImplicitAdjacency
 
 ARCHS = ("gin", "gcn")
 POOLS = ("mean", "sum")
@@ -144,10 +145,19 @@ class GraphNet(nn.Module):
     def head_parts(self) -> int:
         return self.spec.head_parts
 
-    def node_embeddings(self, x: torch.Tensor, adj: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        adj = adj * (mask.unsqueeze(1) & mask.unsqueeze(2)).to(adj.dtype)
+    def aggregate(self, agg: nn.Module, x: torch.Tensor, adj, mask: torch.Tensor) -> torch.Tensor:
+        """One message-passing step; an :class:`ImplicitAdjacency` is only ever multiplied (GIN)."""
+        if not isinstance(adj, ImplicitAdjacency):
+            return agg(x, adj, mask)
+        if self.spec.arch != "gin" or self.projector is not None:
+            raise ConfigError("trainer.implicit_edges: needs a GIN teacher without projector")
+        return (1 + agg.eps) * x + adj @ x
+
+    def node_embeddings(self, x: torch.Tensor, adj, mask: torch.Tensor) -> torch.Tensor:
+        if not isinstance(adj, ImplicitAdjacency):
+            adj = adj * (mask.unsqueeze(1) & mask.unsqueeze(2)).to(adj.dtype)
         for agg, upd, bn in zip(self.aggs, self.updates, self.norms):
-            h = agg(x, adj, mask)
+            h = self.aggregate(agg, x, adj, mask)
             x = masked_apply(nn.Sequential(upd, bn, nn.ReLU()), h, mask)
             x = F.dropout(x, self.spec.dropout, self.training)
         if self.projector is not None:
