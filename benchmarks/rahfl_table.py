@@ -35,8 +35,8 @@ METHODS: dict[str, tuple[str, list[str]]] = {
     "fedproto": ("FedProto", ["strategy.name=fedproto", "trainer.name=supervised", "trainer.augment=true"]),
     "aughfl": ("AugHFL", ["strategy.name=aughfl", "trainer.name=augmix_jsd"]),
     "rahfl": ("**RAHFL**", ["strategy.name=rahfl", "trainer.name=dcl"]),
-    "rahfl_sym": ("RAHFL, symmetric (Sym-HFL ablation)", ["strategy.name=rahfl", "trainer.name=dcl",
-                                                            "strategy.symmetric=true"]),
+    "rahfl_sym": ("RAHFL, symmetric (Sym-HFL ablation)",
+                  ["strategy.name=rahfl", "trainer.name=dcl", "strategy.symmetric=true"]),
 }
 ARCHS = ["ResNet10", "ResNet12", "ShuffleNetV2", "MobileNetV2"]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -47,7 +47,8 @@ def run_one(method: str, xi: float, args: argparse.Namespace) -> dict:
 
     overrides = [f"rounds={args.rounds}", f"data.corruption.rate={xi}", f"pretrain_epochs={args.pretrain}",
                  f"data.partition.samples_per_client={args.samples}", f"data.public.size={args.public}",
-                 f"cache_dir={args.cache}", f"output_dir={args.runs}", f"experiment=rahfl-table-{method}-xi{xi}", *METHODS[method][1]]
+                 f"cache_dir={args.cache}", f"output_dir={args.runs}", f"experiment=rahfl-table-{method}-xi{xi}",
+                 *METHODS[method][1]]
     cfg = fedsim.load_config(ROOT / "configs" / "rahfl" / "digits.yaml", overrides)
     t0 = time.time()
     result = fedsim.run(cfg)

@@ -24,7 +24,7 @@ from fedsim.errors import FedsimInputError
 from fedsim.progress import RoundProgress
 from fedsim.registry import STRATEGIES, load_plugins
 from fedsim.results import RunRecorder, default_run_dir
-from fedsim.server import (ServerContext, load_server_checkpoint, prune_client_states, run_rounds)
+from fedsim.server import ServerContext, load_server_checkpoint, prune_client_states, run_rounds
 
 log = logging.getLogger("fedsim")
 

@@ -85,14 +85,16 @@ def _print_summary(result) -> None:
     from rich.table import Table
 
     s = result.summary
-    t = Table(title=f"{s['experiment']}: {s['status']} after {s['rounds_completed']} rounds ({s['wall_seconds']:.1f} s)")
+    title = f"{s['experiment']}: {s['status']} after {s['rounds_completed']} rounds ({s['wall_seconds']:.1f} s)"
+    t = Table(title=title)
     keys = [k for k in ("acc_clean", "acc_corrupt") if k in s["final"]] or sorted(s["final"])[:4]
     t.add_column("client")
     for k in keys:
         t.add_column(k, justify="right")
     for pid, m in sorted(s["per_client"].items(), key=lambda kv: int(kv[0])):
         t.add_row(pid, *[f"{m[k]:.4f}" if isinstance(m.get(k), float) else str(m.get(k, "")) for k in keys])
-    t.add_row("[bold]mean", *[f"[bold]{s['final'][k]:.4f}" if isinstance(s["final"].get(k), float) else "" for k in keys])
+    final = s["final"]
+    t.add_row("[bold]mean", *[f"[bold]{final[k]:.4f}" if isinstance(final.get(k), float) else "" for k in keys])
     console = Console()
     console.print(t)
     console.print(f"run dir: {result.run_dir}  (plots in {result.run_dir / 'plots'})")

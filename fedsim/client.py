@@ -26,8 +26,7 @@ from flwr.app import ArrayRecord
 
 from fedsim.config import ExperimentConfig, config_hash
 from fedsim.data.base import ClientData, ImageSet, to_float
-from fedsim.federation import (atomic_torch_save, build_client_model, build_trainer, cache_root,
-                               federation_data)
+from fedsim.federation import atomic_torch_save, build_client_model, build_trainer, cache_root, federation_data
 from fedsim.models.base import FedModel
 from fedsim.trainers.base import Trainer
 from fedsim.trainers.supervised import SupervisedConfig, SupervisedTrainer

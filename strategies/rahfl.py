@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from flwr.app import ArrayRecord
 
 from fedsim.config import choice
@@ -58,7 +57,8 @@ class RAHFL(PublicDataStrategy):
     def round(self, r: int) -> dict[str, float]:
         pids = self.ctx.sample(r)
         split = "val" if self.scfg.selection == "val" else "test_corrupt"
-        accs = {pid: rep.metrics["acc"] for pid, rep in self.ctx.broadcast("query.acc", r, pids, {"split": split}).items()}
+        replies = self.ctx.broadcast("query.acc", r, pids, {"split": split})
+        accs = {pid: rep.metrics["acc"] for pid, rep in replies.items()}
         peers = transfer_matrix(accs, self.scfg.symmetric)  # failed clients are not in accs: left out
         self.last_selection = {k: {"selection_acc": accs[k], "num_teachers": float(len(v))} for k, v in peers.items()}
         collab = self._faithful(r, peers) if self.scfg.collab == "faithful" else self._cheap(r, peers)

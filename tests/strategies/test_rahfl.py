@@ -68,9 +68,7 @@ def test_best_client_takes_no_public_step_and_batches_are_identical(make_context
     assert torch.equal(xs[0], xs[1]) and torch.equal(xs[0], xs[2])
 
 
-def test_worst_client_learns_from_mean_of_better_peers(make_context):
-    ctx = make_context("model.archs=[cnn]", "trainer.name=supervised")
-    s = _strategy(ctx, collab="faithful")
+def test_worst_client_learns_from_mean_of_better_peers():
     probs = {0: torch.tensor([[0.2, 0.8]]), 1: torch.tensor([[0.6, 0.4]]), 2: torch.tensor([[1.0, 0.0]])}
     peers = transfer_matrix({0: 0.1, 1: 0.5, 2: 0.5})
     from strategies.public import mean_stack
