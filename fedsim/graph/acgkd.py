@@ -13,7 +13,9 @@ Confirmed components and how we realise them:
 2. Spatial-complexity parameter xi (our reading): log a = Z Z^T / sqrt(xi) + b with Z in R^{n x xi}
    per graph, so edge parameters and their Adam state are O(n xi) instead of O(n^2). ``xi = 0``
    selects a free full-rank n x n logit matrix. The scalar bias b per graph is our addition (O(1)):
-   it lets the density start near ``init_density`` instead of 0.5.
+   it lets the density start near ``init_density`` instead of 0.5. With ``implicit_edges`` the
+   relaxed adjacency is never materialised either (:mod:`fedsim.graph.implicit`: blockwise S @ X
+   with recomputation in backward), so activations are O(n xi) too, at ~10x the compute.
 3. Classifier reuse: a student of hidden width ``student_hidden`` (64 = the teacher's, the
    "increased dimension" vs GFKD's 32) gets a 1-layer GAT projector into the teacher's feature space
    and the frozen teacher head (SimKD on graphs).

@@ -151,3 +151,20 @@ def test_hard_adj_subset_matches_mask(tiny_teacher):
     idx = torch.tensor([0, 5])
     adj = bank.hard_adj(seeded_generator(0), idx)
     assert adj.shape == (2, 12, 12)
+
+
+def test_registered_trainer_trains_teacher_then_compresses(tiny_data):
+    from types import SimpleNamespace
+
+    from fedsim.registry import TRAINERS
+
+    cfg, train, test = tiny_data
+    trainer_cls = TRAINERS.get("acgkd")
+    teacher = GraphNet(GNNSpec(cfg.in_dim, 3, hidden=8, layers=2))
+    trainer = trainer_cls(dataclasses.replace(TINY, batch_size=16), teacher, seed=0)
+    metrics = trainer.fit(SimpleNamespace(train=train), epochs=1, round_idx=0)
+    assert metrics["num-examples"] == len(train) and metrics["train_loss"] > 0
+    assert trainer.student is not None and trainer.student.spec.projector_dim == 8
+    assert any(p.requires_grad for p in teacher.parameters())  # the client's own model stays trainable
+    with pytest.raises(ConfigError, match="regulariser"):
+        trainer.fit(SimpleNamespace(train=train), epochs=1, round_idx=1, regularizer=lambda *a: 0)
