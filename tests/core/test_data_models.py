@@ -107,3 +107,33 @@ def test_model_zoo_shapes(arch, size):
     logits, feats = m.forward_all(x)
     assert logits.shape == (2, 7) and feats.shape == (2, m.feature_dim)
     assert m.embed_from_features(feats).shape == (2, 128)
+
+
+def test_cifar10_loads_a_local_copy_through_torchvision(tmp_path, monkeypatch):
+    """The real torchvision reader on a tiny CIFAR-10 written in its on-disk format (checksums skipped)."""
+    import pickle
+
+    import torchvision
+
+    base = tmp_path / "cifar-10-batches-py"
+    base.mkdir()
+    rng = np.random.default_rng(0)
+    for name, n in [*((f"data_batch_{i}", 4) for i in range(1, 6)), ("test_batch", 3)]:
+        batch = {"data": rng.integers(0, 255, (n, 3072), dtype=np.uint8), "labels": list(range(n))}
+        (base / name).write_bytes(pickle.dumps(batch))
+    (base / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+    tr, te = load_source("cifar10", root=str(tmp_path), image_size=16, seed=0)
+    assert tr.x.shape == (20, 3, 16, 16) and te.x.shape == (3, 3, 16, 16) and tr.num_classes == 10
+    assert tr.y[:4].tolist() == [0, 1, 2, 3]
+
+
+def test_cli_list_names_every_kind():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "fedsim.cli", "list"], capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    for name in ("digits", "synthetic", "dirichlet", "resnet10", "mobilenetv2", "dcl", "fedavg", "rahfl"):
+        assert name in out.stdout, name
