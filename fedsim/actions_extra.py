@@ -30,7 +30,6 @@ from torch import nn
 
 from fedsim.actions import REGULARIZERS
 from fedsim.client import ClientRuntime, _initial_state
-from fedsim.trainers.base import normalise
 
 
 def _frozen(model: nn.Module, state: dict[str, torch.Tensor] | None = None) -> nn.Module:
@@ -58,15 +57,11 @@ def fccl_nfd(conf: dict[str, Any], arrays: dict[str, ArrayRecord], rt: ClientRun
     w_inter, w_intra = float(conf.get("nfd-inter", 1.0)), float(conf.get("nfd-intra", 1.0))
     inter = _frozen(rt.model)
     intra = _frozen(rt.model, _initial_state(rt))
-    train = rt.data.train
 
-    def reg(model, x, y, logits, feats):
-        # trainers hand the regulariser either the uint8 batch (supervised) or the normalised view (dcl)
-        xin = normalise(x, train) if x.dtype == torch.uint8 else x
-        xin = xin.to(logits.device)
+    def reg(model, x, y, logits, feats):  # x: the normalised input the student's logits came from
         inter.to(logits.device), intra.to(logits.device)
         with torch.no_grad():
-            t_inter, t_intra = inter(xin), intra(xin)
+            t_inter, t_intra = inter(x), intra(x)
         return w_inter * soft_kl(logits, t_inter, temp) + w_intra * soft_kl(logits, t_intra, temp)
 
     return reg

@@ -20,10 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from fedsim.config import ranged
+from fedsim.data.augment import base_view
 from fedsim.data.base import ImageSet
 from fedsim.registry import TRAINERS
 from fedsim.trainers.base import Regularizer, normalise
-from fedsim.trainers.supervised import SupervisedConfig, SupervisedTrainer, flip_crop
+from fedsim.trainers.supervised import SupervisedConfig, SupervisedTrainer
 
 
 @dataclass
@@ -59,13 +60,13 @@ class SCETrainer(SupervisedTrainer):
     def loss(self, x: torch.Tensor, y: torch.Tensor, data: ImageSet, g: torch.Generator,
              regularizer: Regularizer | None) -> torch.Tensor:
         if self.cfg.augment:
-            x = flip_crop(x, g)
+            x = base_view(x, g)
         dev = next(self.model.parameters()).device
-        y = y.to(dev)
-        logits, feats = self.model.forward_all(normalise(x, data).to(dev))
+        xf, y = normalise(x, data).to(dev), y.to(dev)
+        logits, feats = self.model.forward_all(xf)
         loss = sce_loss(logits, y, self.cfg.alpha, self.cfg.beta)
         if regularizer is not None:
-            loss = loss + regularizer(self.model, x, y, logits, feats)
+            loss = loss + regularizer(self.model, xf, y, logits, feats)
         return loss
 
 

@@ -155,11 +155,11 @@ def test_fccl_non_forgetting_term_vanishes_at_the_teachers(tmp_path, cache):
     x, y = rt.data.train.x[:16], rt.data.train.y[:16]
     rt.model.eval()
     xf = fedsim.trainers.base.normalise(x, rt.data.train)
-    assert float(reg(rt.model, x, y, rt.model(xf), None).detach()) == pytest.approx(0.0, abs=1e-6)
+    assert float(reg(rt.model, xf, y, rt.model(xf), None).detach()) == pytest.approx(0.0, abs=1e-6)
     with torch.no_grad():
         w = rt.model.head.weight
         w.add_(torch.randn(w.shape, generator=torch.Generator().manual_seed(0)))
-    assert float(reg(rt.model, x, y, rt.model(xf), None).detach()) > 1e-3
+    assert float(reg(rt.model, xf, y, rt.model(xf), None).detach()) > 1e-3
     rt.token = None  # the in-memory model no longer equals the saved state
 
 
