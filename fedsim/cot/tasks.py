@@ -32,7 +32,7 @@ class Labeled:
     problem_id: int
     kind: str  # sampled | unsound_right | wrong_answer
     answer_ok: bool
-    sound: bool
+    sound: bool | None  # None: soundness could not be checked (no equation to verify)
 
 
 def task_labels(records: Sequence[Labeled], task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -47,13 +47,13 @@ def task_labels(records: Sequence[Labeled], task: str) -> tuple[np.ndarray, np.n
 
 
 def _label(r: Labeled, task: str) -> int | None:
-    own_sound_right = r.kind == "sampled" and r.answer_ok and r.sound
+    own_sound_right = r.kind == "sampled" and r.answer_ok and r.sound is True
     if task == "incorrect_answer":
         return int(not r.answer_ok) if r.kind == "sampled" else None
     if task == "unsound_right":
         if own_sound_right:
             return 0
-        return 1 if r.answer_ok and not r.sound and r.kind in ("sampled", "unsound_right") else None
+        return 1 if r.answer_ok and r.sound is False and r.kind in ("sampled", "unsound_right") else None
     if task == "wrong_answer_only":
         return 0 if own_sound_right else (1 if r.kind == "wrong_answer" else None)
     raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")

@@ -15,8 +15,8 @@ def test_split_answer_and_equation_checks():
     reasoning, answer, value = smollm.split_answer(text)
     assert reasoning == "First, 3 + 4 = 7. Then 7 * 2 = 14.\n" and answer == "Answer: 14" and value == 14
     assert smollm.equations_sound(reasoning)
-    assert not smollm.equations_sound("3 + 4 = 8.")
-    assert not smollm.equations_sound("no equations here")
+    assert smollm.equations_sound("3 + 4 = 8.") is False
+    assert smollm.equations_sound("no equations here") is None
     assert smollm.split_answer("The total is 9 apples")[2] == 9
     assert smollm.split_answer("no number") is None
 
@@ -25,7 +25,8 @@ def test_perturbations_keep_or_break_what_they_should():
     rng = np.random.default_rng(0)
     reasoning = "3 + 4 = 7. Then 7 * 2 = 14.\n"
     bad = smollm.perturb_step(reasoning, rng)
-    assert not smollm.equations_sound(bad) and bad.endswith("Then 7 * 2 = 14.\n")  # first equation changed
+    # the first (second-to-last) equation changed, the last one kept
+    assert smollm.equations_sound(bad) is False and bad.endswith("Then 7 * 2 = 14.\n")
     wrong = smollm.perturb_answer("Answer: 14", 14, rng)
     assert wrong.startswith("Answer: ") and int(wrong.split()[-1]) != 14
 
@@ -48,10 +49,10 @@ def _rec(pid, kind, ok, sound):
 def test_task_labels_and_split_evaluation():
     records = [_rec(0, "sampled", True, True), _rec(0, "unsound_right", True, False),
                _rec(0, "wrong_answer", False, True), _rec(1, "sampled", False, False),
-               _rec(2, "sampled", True, False)]
+               _rec(2, "sampled", True, False), _rec(3, "sampled", True, None)]
     idx, lab = task_labels(records, "incorrect_answer")
-    assert idx.tolist() == [0, 3, 4] and lab.tolist() == [0, 1, 0]
-    idx, lab = task_labels(records, "unsound_right")
+    assert idx.tolist() == [0, 3, 4, 5] and lab.tolist() == [0, 1, 0, 0]
+    idx, lab = task_labels(records, "unsound_right")  # an unverifiable trace joins no soundness task
     assert idx.tolist() == [0, 1, 4] and lab.tolist() == [0, 1, 1]
     idx, lab = task_labels(records, "wrong_answer_only")
     assert idx.tolist() == [0, 2] and lab.tolist() == [0, 1]
