@@ -135,6 +135,6 @@ def train_on_selected(model, tok, samples: Sequence[ReasoningSample], weights: S
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     return float(np.mean(losses))

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from fedsim.cot.arith import Problem, reference_trace, unsound_right_variant
 from fedsim.cot.config import ArithConfig, CoTConfig, SelectionConfig
@@ -77,12 +78,13 @@ def test_weighted_local_training_ignores_zero_weight_samples(tiny_cfg, tiny_tok)
     problems = [Problem(3, (("+", 2), ("-", 1))), Problem(6, (("+", 2), ("-", 1), ("+", 4)))]  # padded batch
     samples = [reference_trace(i, p).sample() for i, p in enumerate(problems)]
     model = build_model(tiny_cfg.arith, tiny_tok, seed=1)
-    full = weighted_lm_loss(model, tiny_tok, samples, [1.0, 1.0])
-    first = weighted_lm_loss(model, tiny_tok, samples[:1], [1.0])
-    second = weighted_lm_loss(model, tiny_tok, samples[1:], [1.0])
-    assert float(full) == pytest.approx((float(first) + float(second)) / 2, rel=1e-5)
-    weighted = weighted_lm_loss(model, tiny_tok, samples, [2.0, 0.0])
-    assert float(weighted) == pytest.approx(float(first), rel=1e-5)
+    with torch.no_grad():
+        full = float(weighted_lm_loss(model, tiny_tok, samples, [1.0, 1.0]))
+        first = float(weighted_lm_loss(model, tiny_tok, samples[:1], [1.0]))
+        second = float(weighted_lm_loss(model, tiny_tok, samples[1:], [1.0]))
+        weighted = float(weighted_lm_loss(model, tiny_tok, samples, [2.0, 0.0]))
+    assert full == pytest.approx((first + second) / 2, rel=1e-5)
+    assert weighted == pytest.approx(first, rel=1e-5)
     before = [p.detach().clone() for p in model.parameters()]
     assert math.isnan(train_on_selected(model, tiny_tok, [], [], steps=3))
     loss = train_on_selected(model, tiny_tok, samples, [1.0, 1.0], steps=3, lr=1e-2)
