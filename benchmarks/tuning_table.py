@@ -6,7 +6,9 @@ upstream families (cached under ``$FEDSIM_ARTIFACTS``, default ``artifacts/``), 
 shifted downstream digit-reading families by each method, centralized and with 4 federated clients
 (non-IID over question types, FedAvg of the trainable tensors, :mod:`fedsim.mllm.federated`). For each
 method: downstream and upstream accuracy after tuning, E, F, O (points), Avg = ½(down + up), the
-number of trainable scalars and wall time.
+number of trainable scalars and wall time. The federated row reports the *global* (server-averaged)
+model; LoRASculpt clients keep their own masks, so the global adapter is the dense average of sparse
+client adapters.
 
     python benchmarks/tuning_table.py [--config configs/tuning/table.yaml] [--settings centralized,federated]
     # split across processes and merge:
