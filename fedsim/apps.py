@@ -64,6 +64,7 @@ def _handler(name: str):
 def build_client_app() -> ClientApp:
     """A ClientApp with one Flower handler per registered client action."""
     import fedsim.actions  # noqa: F401  (registers the built-in actions)
+    import fedsim.actions_extra  # noqa: F401  (method-specific regularisers, e.g. FCCL's)
     from fedsim.client import ACTIONS
 
     load_plugins()

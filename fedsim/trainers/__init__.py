@@ -6,7 +6,7 @@ from fedsim.trainers.base import Trainer, TrainerConfig
 from fedsim.trainers.supervised import SupervisedTrainer
 
 # Method trainers register themselves on import; optional ones may be absent while being built.
-for _mod in ("fedsim.trainers.dcl",):
+for _mod in ("fedsim.trainers.dcl", "fedsim.trainers.sce"):
     try:
         importlib.import_module(_mod)
     except ModuleNotFoundError as exc:

@@ -20,10 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from fedsim.config import ranged
-from fedsim.data.augment import base_view
-from fedsim.data.base import ImageSet
 from fedsim.registry import TRAINERS
-from fedsim.trainers.base import Regularizer, normalise
 from fedsim.trainers.supervised import SupervisedConfig, SupervisedTrainer
 
 
@@ -57,17 +54,5 @@ class SCETrainer(SupervisedTrainer):
     Config = SCEConfig
     cfg: SCEConfig
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor, data: ImageSet, g: torch.Generator,
-             regularizer: Regularizer | None) -> torch.Tensor:
-        if self.cfg.augment:
-            x = base_view(x, g)
-        dev = next(self.model.parameters()).device
-        xf, y = normalise(x, data).to(dev), y.to(dev)
-        logits, feats = self.model.forward_all(xf)
-        loss = sce_loss(logits, y, self.cfg.alpha, self.cfg.beta)
-        if regularizer is not None:
-            loss = loss + regularizer(self.model, xf, y, logits, feats)
-        return loss
-
-
-__all__ = ["SCEConfig", "SCETrainer", "reverse_cross_entropy", "sce_loss"]
+    def criterion(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return sce_loss(logits, y, self.cfg.alpha, self.cfg.beta)

@@ -30,13 +30,17 @@ class SupervisedTrainer(Trainer):
     name = "supervised"
     Config = SupervisedConfig
 
+    def criterion(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The supervised loss; a variant (e.g. SCE) overrides only this."""
+        return F.cross_entropy(logits, y)
+
     def loss(self, x: torch.Tensor, y: torch.Tensor, data: ImageSet, g: torch.Generator,
              regularizer: Regularizer | None) -> torch.Tensor:
         if self.cfg.augment:
             x = base_view(x, g)
         xf = normalise(x, data)
         logits, feats = self.model.forward_all(xf)
-        loss = F.cross_entropy(logits, y)
+        loss = self.criterion(logits, y)
         if regularizer is not None:
             loss = loss + regularizer(self.model, xf, y, logits, feats)
         return loss

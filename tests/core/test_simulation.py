@@ -30,8 +30,9 @@ pytestmark = pytest.mark.ray
 
 TINY = Path(__file__).parent.parent / "configs" / "tiny.yaml"
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
 BIN = Path(sys.executable).parent
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+       "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # flwr spawns flower-superlink from PATH
 
 
 def _fedsim(*args: str, **kw) -> subprocess.CompletedProcess:
