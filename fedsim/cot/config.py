@@ -62,8 +62,8 @@ class ArithConfig:
     n_layers: int = 4
     n_heads: int = 4
     d_ff: int = 128
-    #: ~5 min on 2 busy cores; leaves the model imperfect (~60 % right at temperature 1), which the
-    #: study needs: both right and wrong traces from the model itself.
+    #: ~7 min on 2 busy cores (one thread); leaves the model imperfect (~57 % right at temperature 1),
+    #: which the study needs: both right and wrong traces from the model itself.
     train_steps: int = 600
     batch_size: int = 32
     lr: float = 1e-2
