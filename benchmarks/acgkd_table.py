@@ -159,8 +159,10 @@ def render(teacher_acc: float, acc, scale, fed, seconds: float) -> str:
              "| arm | student acc | notes |", "|---|---|---|"]
     lines += [f"| {name} | {a:.3f} | {note} |" for name, a, note in acc]
     lines += ["", "## Pseudo-graph generation cost vs n (3 graphs of n nodes, 1 optimiser step)", "",
-              "seconds/step (median of 2) / peak RSS growth MiB (ru_maxrss, fresh process) / "
-              "edge-parameter state MiB (param+grad+2 Adam moments)", "",
+              "seconds/step (median of 2; 1 step at n=2048) / peak RSS growth MiB during the step "
+              "(/proc/self/statm polled every 0.5 ms) / edge-parameter state MiB "
+              "(param+grad+2 Adam moments). "
+              "Wall-clock times come from a shared 2-core machine under load ~11 and are noisy.", "",
               "| method | " + " | ".join(f"n={n}" for n in SIZES) + " |",
               "|---|" + "---|" * len(SIZES)]
     for method in SCALE_METHODS:
