@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     if args.merge:
         parts = [json.loads(p.read_text()) for p in args.merge]
-        result = {**parts[0], "rows": [r for p in parts for r in p["rows"]]}
+        configs = list(dict.fromkeys(p["config"] for p in parts))  # one YAML document per distinct run
+        result = {**parts[0], "rows": [r for p in parts for r in p["rows"]], "config": "---\n".join(configs)}
         elapsed = max(p.get("elapsed", 0.0) for p in parts)
     else:
         settings = [s.strip() for s in args.settings.split(",")]
