@@ -174,11 +174,39 @@ def test_interrupt_then_resume_equals_uninterrupted(cli_run, tmp_path):
     assert _acc_table(out) == _acc_table(cli_run[0])
 
 
+def _start_superlink(env: dict, home: Path) -> subprocess.Popen:
+    """Start Flower's local simulation SuperLink ourselves (the command ``flwr`` would run), so the test
+    owns its pid and can wait for it as long as a loaded machine needs; ``flwr run`` then finds it up."""
+    from flwr.cli.constant import LOCAL_CONTROL_API_ADDRESS, LOCAL_SUPERLINK_HTTP_API_PORT
+
+    (home / "local-superlink").mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        ["flower-superlink", "--insecure", "--simulation", "--isolation", "subprocess", "--control-api-address",
+         LOCAL_CONTROL_API_ADDRESS, "--host", "127.0.0.1", "--port", str(LOCAL_SUPERLINK_HTTP_API_PORT),
+         "--database", str(home / "local-superlink" / "state.db"),
+         "--log-file", str(home / "local-superlink" / "superlink.log")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    import httpx
+
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        assert proc.poll() is None, (home / "local-superlink" / "superlink.log").read_text()[-2000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{LOCAL_SUPERLINK_HTTP_API_PORT}/health", timeout=1).is_success:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    _stop_tree(proc.pid)
+    pytest.fail("flower-superlink did not become healthy")
+
+
 def test_flwr_run_from_repo_root(tmp_path):
     home = tmp_path / "flwr-home"
     out = tmp_path / "run"
-    env = {**ENV, "FLWR_HOME": str(home)}
-    before = {p.pid for p in psutil.process_iter()}
+    # RAY_ADDRESS=local: a fresh Ray for this run; without it Ray attaches to the newest cluster on the host
+    env = {**ENV, "FLWR_HOME": str(home), "RAY_ADDRESS": "local"}
+    superlink = _start_superlink(env, home)
     try:
         proc = subprocess.run(
             [str(BIN / "flwr"), "run", ".", "--stream", "--run-config",
@@ -188,12 +216,5 @@ def test_flwr_run_from_repo_root(tmp_path):
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
         _check_contract(out, rounds=2, clients=3)
     finally:
-        # stop only the SuperLink (and its children) that this test started: found by our FLWR_HOME
-        for p in psutil.process_iter(["pid", "cmdline"]):
-            if p.pid in before:
-                continue
-            try:
-                if p.environ().get("FLWR_HOME") == str(home):
-                    _stop_tree(p.pid)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                pass
+        _stop_tree(superlink.pid)  # the SuperLink and the app processes it spawned, by pid
+    assert not psutil.pid_exists(superlink.pid) or psutil.Process(superlink.pid).status() == psutil.STATUS_ZOMBIE
