@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 
 from fedsim.client import open_runtime
 from strategies.rahfl import RAHFL, transfer_matrix
+
+TINY = Path(__file__).parent.parent / "configs" / "tiny.yaml"
 
 
 def test_transfer_matrix_rule_and_ties():
@@ -86,3 +91,30 @@ def test_full_round_with_dcl_and_a_failed_client(make_context):
     per_client = s.evaluate(1)
     assert set(per_client) == {0, 2} and set(s.last_selection) == {0, 2}
     assert all(0 <= m["acc_corrupt"] <= 1 for m in per_client.values())
+
+
+@pytest.mark.ray
+def test_rahfl_two_rounds_on_ray_with_four_architectures(tmp_path):
+    """The whole method through Flower's simulation engine on Ray: 4 different models, DCL, faithful collab."""
+    import fedsim
+
+    cfg = fedsim.load_config(TINY, [
+        "num_clients=4", "rounds=2", "local_epochs=1", "pretrain_epochs=1", "strategy.name=rahfl",
+        "strategy.collab=faithful", "trainer.name=dcl", "trainer.batch_size=32",
+        "model.archs=[resnet10,resnet12,shufflenetv2,mobilenetv2]", "model.width=0.125",
+        "data.partition.samples_per_client=96", "data.public.source=synthetic", "data.public.size=64",
+        "data.public.batch_size=32", f"cache_dir={tmp_path / 'cache'}"])
+    result = fedsim.run(cfg, tmp_path / "run")
+    s = result.summary
+    assert s["status"] == "completed" and s["rounds_completed"] == 2
+    archs = {fedsim.load_config(result.run_dir / "config.yaml").model.arch_for(i) for i in range(4)}
+    assert len(archs) == 4
+    rows = [r for r in result.metrics if r["client"] is not None]
+    assert {r["client"] for r in rows} == {0, 1, 2, 3}
+    assert all({"acc_clean", "acc_corrupt", "selection_acc", "num_teachers"} <= set(r) for r in rows)
+    # the best client of each round has no teacher; everyone else has at least one
+    for rnd in (1, 2):
+        teachers = sorted(r["num_teachers"] for r in rows if r["round"] == rnd)
+        assert teachers[0] == 0 or len(set(r["selection_acc"] for r in rows if r["round"] == rnd)) < 4
+        assert teachers[-1] >= 1
+    assert (result.run_dir / "plots" / "acc_corrupt.png").is_file()
