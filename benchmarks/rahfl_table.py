@@ -25,31 +25,36 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # method -> (label in the table, overrides); baselines use their own papers' local learning
-METHODS: dict[str, tuple[str, list[str]]] = {
-    "local": ("Local", ["strategy.name=local", "trainer.name=supervised", "trainer.augment=true"]),
-    "fedmd": ("FedMD", ["strategy.name=fedmd", "trainer.name=supervised", "trainer.augment=true"]),
-    "feddf": ("FedDF", ["strategy.name=feddf", "trainer.name=supervised", "trainer.augment=true"]),
-    "kt_pfl": ("KT-pFL", ["strategy.name=kt_pfl", "trainer.name=supervised", "trainer.augment=true"]),
-    "rhfl": ("RHFL", ["strategy.name=rhfl", "trainer.name=sce"]),
-    "fccl": ("FCCL", ["strategy.name=fccl", "trainer.name=supervised", "trainer.augment=true"]),
-    "fedproto": ("FedProto", ["strategy.name=fedproto", "trainer.name=supervised", "trainer.augment=true"]),
-    "aughfl": ("AugHFL", ["strategy.name=aughfl", "trainer.name=augmix_jsd"]),
-    "rahfl": ("**RAHFL**", ["strategy.name=rahfl", "trainer.name=dcl"]),
-    "rahfl_sym": ("RAHFL, symmetric (Sym-HFL ablation)",
-                  ["strategy.name=rahfl", "trainer.name=dcl", "strategy.symmetric=true"]),
+METHODS: dict[str, tuple[str, dict, dict]] = {
+    "local": ("Local", {"name": "local"}, {"name": "supervised", "augment": True}),
+    "fedmd": ("FedMD", {"name": "fedmd"}, {"name": "supervised", "augment": True}),
+    "feddf": ("FedDF", {"name": "feddf"}, {"name": "supervised", "augment": True}),
+    "kt_pfl": ("KT-pFL", {"name": "kt_pfl"}, {"name": "supervised", "augment": True}),
+    "rhfl": ("RHFL", {"name": "rhfl"}, {"name": "sce", "augment": True}),
+    "fccl": ("FCCL", {"name": "fccl"}, {"name": "supervised", "augment": True}),
+    "fedproto": ("FedProto", {"name": "fedproto"}, {"name": "supervised", "augment": True}),
+    "aughfl": ("AugHFL", {"name": "aughfl"}, {"name": "augmix_jsd"}),
+    "rahfl": ("**RAHFL**", {"name": "rahfl"}, {"name": "dcl"}),
+    "rahfl_sym": ("RAHFL, symmetric (Sym-HFL ablation)", {"name": "rahfl", "symmetric": True}, {"name": "dcl"}),
 }
 ARCHS = ["ResNet10", "ResNet12", "ShuffleNetV2", "MobileNetV2"]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
 def run_one(method: str, xi: float, args: argparse.Namespace) -> dict:
-    import fedsim
+    from omegaconf import OmegaConf
 
+    import fedsim
+    from fedsim.config import build_config
+
+    _, strategy, trainer = METHODS[method]
+    raw = OmegaConf.load(ROOT / "configs" / "rahfl" / "digits.yaml")
+    raw.strategy = strategy  # each method with its own defaults (no RAHFL knobs leak into baselines)
+    raw.trainer = {**trainer, "lr": 1e-3, "batch_size": 64}
     overrides = [f"rounds={args.rounds}", f"data.corruption.rate={xi}", f"pretrain_epochs={args.pretrain}",
                  f"data.partition.samples_per_client={args.samples}", f"data.public.size={args.public}",
-                 f"cache_dir={args.cache}", f"output_dir={args.runs}", f"experiment=rahfl-table-{method}-xi{xi}",
-                 *METHODS[method][1]]
-    cfg = fedsim.load_config(ROOT / "configs" / "rahfl" / "digits.yaml", overrides)
+                 f"cache_dir={args.cache}", f"output_dir={args.runs}", f"experiment=rahfl-table-{method}-xi{xi}"]
+    cfg = build_config(raw, overrides)
     t0 = time.time()
     result = fedsim.run(cfg)
     s = result.summary
@@ -72,7 +77,7 @@ def render(results: dict, args: argparse.Namespace) -> str:
         lines += [f"## xi = {xi:g}", "",
                   "| Method | " + " | ".join(f"corr {a}" for a in ARCHS) + " | **corr Avg** | clean Avg | wall s |",
                   "|---|" + "---|" * (len(ARCHS) + 3)]
-        for method, (label, _) in METHODS.items():
+        for method, (label, _, _) in METHODS.items():
             r = results.get(f"{xi}|{method}")
             if r is None:
                 continue

@@ -4,7 +4,6 @@ random-init 2-layer Llama built from config (no download, under a second to buil
 from __future__ import annotations
 
 import pytest
-import torch
 
 from fedsim.cot.arith import build_model, build_tokenizer
 from fedsim.cot.config import ArithConfig, CoTConfig
@@ -25,15 +24,6 @@ def tiny_tok(tiny_cfg):
 @pytest.fixture(scope="session")
 def tiny_model(tiny_cfg, tiny_tok):
     return build_model(tiny_cfg.arith, tiny_tok, seed=0).eval()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest single-threaded on busy shared cores; restore the setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture()

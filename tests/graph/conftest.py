@@ -9,15 +9,6 @@ from fedsim.graph.data import GraphDataConfig, synthetic_graphs, train_test_spli
 from fedsim.graph.gnn import GNNSpec, GraphNet, train_supervised
 
 
-@pytest.fixture(scope="session", autouse=True)
-def one_thread():
-    """2 shared cores: intra-op threads oversubscribe them and slow these small graphs ~10x."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def tiny_data(one_thread):
     cfg = GraphDataConfig(num_graphs=60, min_nodes=12, max_nodes=16, seed=3)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -14,15 +13,6 @@ from fedsim.mllm.world import MMDataset, WorldConfig, build_dataset  # noqa: E40
 
 TINY = MLLMConfig(vision_hidden=32, vision_layers=1, vision_heads=2, vision_intermediate=64, text_hidden=32,
                   text_layers=2, text_heads=2, text_intermediate=64, seed=0)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These models are tiny: intra-op threads only spin on a shared 2-core machine (10x slower)."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
 
 
 @pytest.fixture(scope="session")

@@ -162,15 +162,6 @@ def test_weighted_kl_and_aughfl_weights():
 
 
 # -- the trainer ------------------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on the shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _tiny_model(seed: int) -> FedModel:
     torch.manual_seed(seed)
     backbone = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
