@@ -2,7 +2,7 @@
 
 import importlib
 
-for _mod in ("local", "fedavg", "rahfl", "fedmd", "feddf", "fccl", "rhfl", "fedproto", "kt_pfl", "aughfl",
+for _mod in ("local", "fedavg", "rahfl", "fedmd", "feddf", "fccl", "rhfl", "fedproto", "kt_pfl", "aughfl", "mas",
              "baselines"):
     try:
         importlib.import_module(f"strategies.{_mod}")
