@@ -47,7 +47,7 @@ def agent_for(mas: MASConfig, pid: int) -> Any:
     return _AGENTS[key]
 
 
-@action(ACTION)
+@action(ACTION, image_runtime=False)
 def generate(rt: Any, conf: dict[str, Any], arrays: dict[str, Any]) -> Reply:
     """Client side: run this node's agent on one stage batch (``mas-payload`` JSON -> ``mas-reply`` JSON)."""
     agent = agent_for(mas_config_of(rt.cfg), rt.pid)

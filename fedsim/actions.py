@@ -2,7 +2,7 @@
 
 | message type          | does                                                               | mutates |
 |-----------------------|--------------------------------------------------------------------|---------|
-| ``query.hello``       | partition id, architecture, sizes (the server's node -> client map)| no      |
+| ``query.hello``       | partition id and architecture (the server's node -> client map)    | no      |
 | ``train``             | local epochs of the client's trainer (+ optional global weights,    | yes     |
 |                       | + optional strategy regulariser: ``fedprox`` / ``fedproto``)        |         |
 | ``evaluate``          | accuracy/loss on the clean and corrupted test sets                  | no      |
@@ -39,15 +39,10 @@ def tensors(rec: ArrayRecord) -> dict[str, torch.Tensor]:
     return rec.to_torch_state_dict()
 
 
-@action("query.hello")
-def hello(rt: ClientRuntime, conf: dict[str, Any], arrays: dict[str, ArrayRecord]) -> Reply:
-    params = sum(p.numel() for p in rt.model.parameters())
-    return Reply(
-        metrics={"num-examples": float(len(rt.data.train)), "num-params": float(params),
-                 "num-classes": float(rt.data.train.num_classes),
-                 "feature-dim": float(rt.model.feature_dim)},
-        config={"arch": rt.model.arch},
-    )
+@action("query.hello", image_runtime=False)
+def hello(rt, conf: dict[str, Any], arrays: dict[str, ArrayRecord]) -> Reply:
+    """Identity only (the reply carries ``partition-id``): builds nothing, so any kind of node answers fast."""
+    return Reply(config={"arch": rt.cfg.model.arch_for(rt.pid)})
 
 
 def _fedprox(conf: dict[str, Any], arrays: dict[str, ArrayRecord], rt: ClientRuntime):

@@ -44,16 +44,38 @@ class Reply:
 
 Action = Callable[["ClientRuntime", dict[str, Any], dict[str, ArrayRecord]], Reply]
 ACTIONS: dict[str, Action] = {}
+#: actions that need only the node's identity and config, not the image-classification runtime
+NODE_ACTIONS: set[str] = set()
 
 
-def action(name: str) -> Callable[[Action], Action]:
-    """Register ``fn`` as the handler of message type ``name`` (e.g. ``"query.acc"``)."""
+def action(name: str, image_runtime: bool = True) -> Callable[[Action], Action]:
+    """Register ``fn`` as the handler of message type ``name`` (e.g. ``"query.acc"``).
+
+    With ``image_runtime=False`` the handler receives a :class:`NodeRuntime` (config, partition id,
+    round) instead of a :class:`ClientRuntime`, so nodes that are not image classifiers (LLM agents)
+    never build image data or models.
+    """
 
     def deco(fn: Action) -> Action:
         ACTIONS[name] = fn
+        if not image_runtime:
+            NODE_ACTIONS.add(name)
         return fn
 
     return deco
+
+
+@dataclass
+class NodeRuntime:
+    """What an action that brings its own state gets: the experiment config and who/when it is."""
+
+    cfg: ExperimentConfig
+    pid: int
+    round: int
+    mutated: bool = False
+
+    def save(self) -> None:  # such actions keep their own state
+        return None
 
 
 _STATE_RE = re.compile(r"r(\d+)\.pt$")

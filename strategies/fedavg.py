@@ -18,7 +18,7 @@ from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
 
 from fedsim.config import ranged
 from fedsim.errors import ConfigError
-from fedsim.federation import build_client_model
+from fedsim.federation import build_client_model, federation_data
 from fedsim.registry import STRATEGIES
 from strategies.base import FedsimStrategy, StrategyConfig
 
@@ -45,7 +45,7 @@ class FedAvg(FedsimStrategy):
         self.flower = FlowerFedAvg(fraction_train=n / self.cfg.num_clients, fraction_evaluate=1.0,
                                    min_train_nodes=n, min_available_nodes=self.cfg.num_clients)
         if not hasattr(self, "arrays"):
-            num_classes = int(self.ctx.info[self.ctx.pids[0]].get("num-classes", 10))
+            num_classes = federation_data(self.cfg).train.num_classes  # built by the launcher, cached
             self.arrays = ArrayRecord(build_client_model(self.cfg, 0, num_classes).state_dict())
 
     def round(self, r: int) -> dict[str, float]:
