@@ -30,10 +30,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-COMMON = ["strategy.name=fedavg", "trainer.name=supervised", "trainer.batch_size=32", "model.archs=[]",
-          "model.arch=cnn", "model.width=0.5", "pretrain_epochs=0", "data.public.source=none",
-          "data.corruption.rate=0.0", "data.test_size=200", "data.val_size=0", "local_epochs=1",
-          "data.partition.samples_per_client=100", "experiment=sim-overhead"]
+CONFIG = ROOT / "benchmarks" / "configs" / "sim_overhead.yaml"
 
 
 class PeakMemory:
@@ -74,7 +71,7 @@ def plain_loop(overrides: list[str], cache: str) -> dict:
     from fedsim.client import ClientRuntime
     from fedsim.federation import build_client_model, build_trainer, federation_data
 
-    cfg = fedsim.load_config(None, [*COMMON, *overrides, f"cache_dir={cache}"])
+    cfg = fedsim.load_config(CONFIG, [*overrides, f"cache_dir={cache}"])
     t0 = time.time()
     fed = federation_data(cfg)
     setup = time.time() - t0
@@ -104,7 +101,7 @@ def plain_loop(overrides: list[str], cache: str) -> dict:
 
 def fedsim_run(overrides: list[str], cache: str, out: Path) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1"}
-    cmd = [str(Path(sys.executable).parent / "fedsim"), "run", *COMMON, *overrides, f"cache_dir={cache}",
+    cmd = [str(Path(sys.executable).parent / "fedsim"), "run", str(CONFIG), *overrides, f"cache_dir={cache}",
            "--output-dir", str(out)]
     t0 = time.time()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
@@ -122,21 +119,25 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--clients", type=int, default=10)
+    ap.add_argument("--samples", type=int, default=100, help="private samples per client (compute per round)")
+    ap.add_argument("--out", default="sim_overhead.md")
+    ap.add_argument("--no-scale", action="store_true", help="skip the 100 / 1,000-client runs")
     args = ap.parse_args()
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="fedsim-bench-"))
     cache = str(tmp / "cache")
-    base = [f"rounds={args.rounds}", f"num_clients={args.clients}", "clients_per_round=0"]
+    base = [f"rounds={args.rounds}", f"num_clients={args.clients}", "clients_per_round=0",
+            f"data.partition.samples_per_client={args.samples}"]
     print("plain torch loop ...", flush=True)
     t0 = time.time()
     plain = plain_loop(base, cache)
     print(f"  {time.time() - t0:.1f} s", flush=True)
     runs = {}
-    for n, per_round in ((args.clients, 0), (100, 10), (1000, 10)):
+    scale = () if args.no_scale else ((100, 10), (1000, 10))
+    for n, per_round in ((args.clients, 0), *scale):
         print(f"fedsim on Flower + Ray: {n} clients, {per_round or n} per round ...", flush=True)
-        ov = [f"rounds={args.rounds}", f"num_clients={n}", f"clients_per_round={per_round}"]
-        if n > 100:
-            ov.append("data.partition.samples_per_client=50")
+        ov = [f"rounds={args.rounds}", f"num_clients={n}", f"clients_per_round={per_round}",
+              f"data.partition.samples_per_client={min(args.samples, 50) if n > 100 else args.samples}"]
         runs[n] = fedsim_run(ov, cache, tmp / f"run{n}")
         print(f"  {runs[n]['wall']:.1f} s", flush=True)
 
@@ -144,7 +145,8 @@ def main() -> None:
     lines = [
         "# Simulation overhead: fedsim on Flower + Ray vs a plain torch loop",
         "",
-        f"FedAvg, small CNN (width 0.5) on 16x16 digits, 100 samples per client, {args.rounds} rounds x 1 local "
+        f"FedAvg, small CNN (width 0.5) on 16x16 digits, {args.samples} samples per client (50 with 1,000 "
+        f"clients), {args.rounds} rounds x 1 local "
         f"epoch, batch 32; 2 Ray actors x 1 CPU on a {psutil.cpu_count()}-core machine. Peak memory: summed RSS "
         "over the whole process tree (an upper bound: shared pages count once per process).",
         "",
@@ -167,7 +169,7 @@ def main() -> None:
               "Per-round overhead uses the steady rounds (round 1 includes actor warm-up).", ""]
     text = "\n".join(lines)
     print(text)
-    out = ROOT / "benchmarks" / "results" / "sim_overhead.md"
+    out = ROOT / "benchmarks" / "results" / args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
 
