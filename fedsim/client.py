@@ -121,19 +121,23 @@ class ClientRuntime:
                 p.unlink(missing_ok=True)
 
     # -- evaluation -----------------------------------------------------------------------------
-    @torch.no_grad()
     def accuracy(self, images: ImageSet, batch_size: int = 256) -> tuple[float, float]:
-        """(accuracy, mean CE loss) of the model in eval mode."""
-        self.model.eval()
-        correct, loss = 0, 0.0
-        for i in range(0, len(images), batch_size):
-            x = to_float(images.x[i : i + batch_size], images.mean, images.std)
-            y = images.y[i : i + batch_size]
-            logits = self.model(x)
-            correct += int((logits.argmax(1) == y).sum())
-            loss += float(F.cross_entropy(logits, y, reduction="sum"))
-        n = max(len(images), 1)
-        return correct / n, loss / n
+        return evaluate_model(self.model, images, batch_size)
+
+
+@torch.no_grad()
+def evaluate_model(model: torch.nn.Module, images: ImageSet, batch_size: int = 256) -> tuple[float, float]:
+    """(accuracy, mean CE loss) of ``model`` in eval mode on ``images``."""
+    model.eval()
+    correct, loss = 0, 0.0
+    for i in range(0, len(images), batch_size):
+        x = to_float(images.x[i : i + batch_size], images.mean, images.std)
+        y = images.y[i : i + batch_size]
+        logits = model(x)
+        correct += int((logits.argmax(1) == y).sum())
+        loss += float(F.cross_entropy(logits, y, reduction="sum"))
+    n = max(len(images), 1)
+    return correct / n, loss / n
 
 
 _RUNTIMES: dict[tuple[str, int], ClientRuntime] = {}

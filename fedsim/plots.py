@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 SKIP = {"num-examples", "partition-id", "num-params", "feature-dim"}
 
@@ -40,6 +41,7 @@ def plot_run(run_dir: Path, history: list[dict[str, Any]]) -> list[Path]:
             else:
                 ax.plot(xs, ys, "-", lw=1.2, alpha=0.8, label=f"client {client}")
         ax.set_xlabel("round")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(metric)
         ax.set_title(metric)
         ax.grid(alpha=0.3)
@@ -61,6 +63,7 @@ def plot_comparison(runs: dict[str, list[dict[str, Any]]], metric: str, path: Pa
             xs, ys = zip(*pts)
             ax.plot(xs, ys, "-o", label=name)
     ax.set_xlabel("round")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -154,6 +154,7 @@ def run_rounds(strategy, ctx: ServerContext, start_round: int, progress) -> None
             for pid, m in sorted(per_client.items()):
                 ctx.recorder.log(r, pid, m)
             row.update(mean_metrics_from(per_client))
+            row.update(strategy.evaluate_global(r))
         row["round_seconds"] = time.time() - t0
         row["failures"] = ctx.failures
         ctx.recorder.log(r, None, row)

@@ -42,6 +42,10 @@ class FedsimStrategy:
         replies = self.ctx.broadcast("evaluate", r, self.ctx.pids, self.evaluate_config(r), self.evaluate_arrays(r))
         return {pid: rep.metrics for pid, rep in replies.items()}
 
+    def evaluate_global(self, r: int) -> dict[str, float]:
+        """Federation-level metrics computed on the server (e.g. a global model); override the client means."""
+        return {}
+
     def evaluate_config(self, r: int) -> dict[str, Any]:
         return {}
 

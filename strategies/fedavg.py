@@ -2,8 +2,9 @@
 
 Homogeneous models only: every client must have the same architecture. Flower's
 ``flwr.serverapp.strategy.FedAvg`` samples the clients (``configure_train``) and computes the
-example-weighted average (``aggregate_train``); fedsim adds the run directory, evaluation of the global
-model on every client's test sets, checkpoints and ``--resume``. Replies are sorted by partition id
+example-weighted average (``aggregate_train``); fedsim adds the run directory, server-side evaluation of
+the global model on the clean and corrupted test sets, per-client training metrics, checkpoints and
+``--resume``. Replies are sorted by partition id
 before averaging and sampling is seeded from (seed, round), so a resumed run averages in the same order.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 from flwr.app import ArrayRecord, ConfigRecord
 from flwr.serverapp.strategy import FedAvg as FlowerFedAvg
 
+from fedsim.client import evaluate_model
 from fedsim.config import ranged
 from fedsim.errors import ConfigError
 from fedsim.federation import build_client_model, federation_data
@@ -58,15 +60,28 @@ class FedAvg(FedsimStrategy):
         ok = [m for m in replies if not m.has_error()]
         self.ctx.failures += len(replies) - len(ok) + len(msgs) - len(replies)
         ok.sort(key=lambda m: int(m.content["metrics"]["partition-id"]))
+        self.client_metrics = {int(m.content["metrics"]["partition-id"]): {
+            k: float(v) for k, v in m.content["metrics"].items() if k != "partition-id"} for m in ok}
         arrays, metrics = self.flower.aggregate_train(r, ok)
         if arrays is not None:
             self.arrays = arrays
         return {k: float(v) for k, v in (metrics or {}).items() if k not in ("partition-id", "num-examples")}
 
     def evaluate(self, r: int) -> dict[int, dict[str, float]]:
-        """The global model on the test sets of this round's sampled clients (all of them by default)."""
-        replies = self.ctx.broadcast("evaluate", r, self.ctx.sample(r), {}, {"arrays": self.arrays})
-        return {pid: rep.metrics for pid, rep in replies.items()}
+        """Per client: what it reported from local training this round."""
+        return getattr(self, "client_metrics", {})
+
+    def evaluate_global(self, r: int) -> dict[str, float]:
+        """The global model on the clean and corrupted test sets, once, on the server (Flower's
+        ``evaluate_fn`` pattern): every client holds the same test sets, so asking each of them would only
+        repeat the same computation and add a round trip."""
+        data = federation_data(self.cfg)
+        model = build_client_model(self.cfg, 0, data.train.num_classes)
+        model.load_state_dict(self.arrays.to_torch_state_dict())
+        out = {}
+        for name, split in (("clean", data.test_clean), ("corrupt", data.test_corrupt)):
+            out[f"acc_{name}"], out[f"loss_{name}"] = evaluate_model(model, split)
+        return out
 
     def state_dict(self) -> dict[str, Any]:
         return {"arrays": self.arrays.to_torch_state_dict()}

@@ -45,9 +45,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _acc_table(run_dir: Path) -> dict[tuple[int, int], tuple[float, float]]:
-    return {(r["round"], r["client"]): (r["acc_clean"], r["acc_corrupt"])
-            for r in read_metrics(run_dir) if r["client"] is not None}
+def _acc_table(run_dir: Path) -> dict:
+    """Every metric of every (round, client) row except timings: equal runs give equal tables."""
+    skip = {"round", "client", "round_seconds", "failures"}
+    return {(r["round"], r["client"]): tuple(sorted((k, v) for k, v in r.items() if k not in skip))
+            for r in read_metrics(run_dir)}
 
 
 def _stop_tree(proc_pid: int) -> None:
