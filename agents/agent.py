@@ -68,7 +68,15 @@ class Agent:
         self.role = role
         self.llm = llm
         self.runtime = runtime
-        self.epe = EPEFilter(role.agent_id, role.description, store, policy, epe, rewriter=self._rewrite)
+        self.epe = EPEFilter(
+            role.agent_id,
+            role.description,
+            store,
+            policy,
+            epe,
+            rewriter=self._rewrite,
+            batch_rewriter=self._rewrite_many,
+        )
         self.middleware = EPEMiddleware(self.epe, role.system_prompt)
         self._graph: Any = None
 
@@ -89,15 +97,22 @@ class Agent:
         """EPE stage A for one task item."""
         return self.epe.retrieve(int(task["user_id"]), task["question"])
 
-    def _rewrite(self, text: str, recipient_id: int) -> str:
-        msgs = [
+    @staticmethod
+    def _rewrite_prompt(text: str, recipient_id: int) -> list[Any]:
+        return [
             SystemMessage(
                 f"You are a privacy filter. Rewrite the message for agent {recipient_id}, "
                 "keeping task facts and removing personal details it does not need."
             ),
             HumanMessage(text),
         ]
-        return self.llm.invoke(msgs).text
+
+    def _rewrite(self, text: str, recipient_id: int) -> str:
+        return self.llm.invoke(self._rewrite_prompt(text, recipient_id)).text
+
+    def _rewrite_many(self, pairs: Sequence[tuple[str, int]]) -> list[str]:
+        """The LLM rewrite layer for a whole stage batch: one ``batch`` call on the agent's model."""
+        return [m.text for m in self.llm.batch([self._rewrite_prompt(t, r) for t, r in pairs])]
 
     def _contexts(self, items: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Stage A + inbound stage B for a batch: the audit record of what each context holds."""
@@ -140,12 +155,18 @@ class Agent:
         """Outputs + per-recipient sanitised copies + audit records, one per item."""
         run = self._run_graph if self.runtime == "graph" else self._run_chat
         outputs, audits = run(items)
+        sends = [
+            (i, rcp["role"], (out, int(it["user_id"]), int(rcp["agent_id"])))
+            for i, (it, out) in enumerate(zip(items, outputs, strict=True))
+            for rcp in it.get("recipients") or []
+        ]
+        cleaned = self.epe.sanitize_many([req for _, _, req in sends], rewrite=True)
+        outbounds: list[dict[str, str]] = [{} for _ in items]
+        out_reports: list[dict[str, Any]] = [{} for _ in items]
+        for (i, role, _), (text, rep) in zip(sends, cleaned, strict=True):
+            outbounds[i][role], out_reports[i][role] = text, rep.to_dict()
         replies = []
-        for it, out, audit in zip(items, outputs, audits, strict=True):
-            outbound, reports = {}, {}
-            for rcp in it.get("recipients") or []:
-                text, rep = self.epe.sanitize_for(out, int(it["user_id"]), int(rcp["agent_id"]), rewrite=True)
-                outbound[rcp["role"]], reports[rcp["role"]] = text, rep.to_dict()
+        for it, out, audit, outbound, reports in zip(items, outputs, audits, outbounds, out_reports, strict=True):
             audit = {
                 **audit,
                 "agent_id": self.role.agent_id,

@@ -53,6 +53,7 @@ class EPEConfig:
     pii_backend: str = "regex"
     llm_rewrite: bool = False  # rewrite forwarded text with the agent's LLM, then apply the rule layer again
     inbound: bool = True  # also sanitise what an agent receives (defence against a non-compliant sender)
+    spelled: bool = True  # rule layer also matches number words and letter-by-letter spellings
 
     @property
     def label_filter(self) -> bool:

@@ -40,9 +40,7 @@ class SentenceTransformerEmbeddings(Embeddings):
     def __init__(self, model_path: str | Path | None = None, device: str = "cpu", batch_size: int = 64):
         path = Path(model_path) if model_path else packaged_minilm_path()
         if not path.is_dir():
-            raise DataPathError(
-                f"embedder.model_path: {path} is not a folder with a sentence-transformers model"
-            )
+            raise DataPathError(f"embedder.model_path: {path} is not a folder with a sentence-transformers model")
         self.model_path = str(path)
         self.device = device
         self.batch_size = batch_size

@@ -10,11 +10,13 @@ client* (the project's design; the paper hosts EPE on the server):
 - **Stage B (hand-off)** -- :meth:`EPEFilter.sanitize_for`: before a message reaches agent t, every
   occurrence of a value t is not entitled to (leaf values of fields with t not in labels, matched with
   :mod:`agents.matching`: case-insensitive, whole tokens, number formats) is replaced by ``[field]``
-  (``mask``) or its sentence is dropped (``drop``). The sender applies it for each recipient, and the
-  recipient applies it again for itself (so a non-compliant sender cannot push data through). Optional
-  layers: a PII layer (langchain ``PIIMiddleware`` detectors + our regexes, or Presidio) and an LLM
-  rewrite that is always followed by the rule layer again (small models are unreliable; the rule layer
-  is the guarantee for verbatim values, not for paraphrases).
+  (``mask``) or its sentence is dropped (``drop``). With ``spelled`` (default on) the matcher also
+  reads number words and letter-by-letter spellings (``sixty-two thousand``, ``A-m-e-l-i-a``). The
+  sender applies it for each recipient, and the recipient applies it again for itself (so a
+  non-compliant sender cannot push data through). Optional layers: a PII layer (langchain
+  ``PIIMiddleware`` detectors + our regexes, or Presidio) and an LLM rewrite (one batched call per stage)
+  that is always followed by the rule and PII layers again (small models are unreliable; the rule layer
+  is the guarantee for verbatim and spelled-out values, not for paraphrases).
 
 :class:`EPEMiddleware` packs both stages into a langchain 1.x ``AgentMiddleware`` (``wrap_model_call``)
 for a user's own ``create_agent``: it retrieves for the last human message, sanitises the inbox from the
@@ -27,6 +29,7 @@ off by default and has no published k / threshold.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -42,7 +45,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.retrievers import BaseRetriever
 
 from agents.config import EPEConfig
-from agents.matching import find_spans, leaf_values, norm_tokens, shield_spans, tokenize, unshielded
+from agents.matching import TextIndex, leaf_values, norm_tokens, unshielded
 from agents.profiles import field_labels, schema_map
 from agents.store import KnowledgeStore
 from fedsim.errors import ConfigError
@@ -91,9 +94,7 @@ class PrivacyPolicy:
         """
         pats = self.patterns(values)
         allowed = (
-            {p for f, ps in pats.items() if self.may_see(agent_id, f) for p in ps}
-            if agent_id is not None
-            else set()
+            {p for f, ps in pats.items() if self.may_see(agent_id, f) for p in ps} if agent_id is not None else set()
         )
         pairs = [
             (f, p)
@@ -110,12 +111,17 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 def _mask_spans(text: str, spans: list[tuple[int, int, str]]) -> str:
-    """Replace non-overlapping spans (earliest, then longest, wins) by ``[field]``."""
+    """Replace spans by ``[field]``; overlapping spans (the plain and spelled views of one value, or a
+    value inside another) merge into one mask named after the earliest, longest span."""
     spans.sort(key=lambda s: (s[0], -(s[1] - s[0])))
-    out, pos = [], 0
+    merged: list[list[Any]] = []
     for start, end, name in spans:
-        if start < pos:
-            continue
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end, name])
+    out, pos = [], 0
+    for start, end, name in merged:
         out.append(text[pos:start])
         out.append(f"[{name}]")
         pos = end
@@ -124,12 +130,19 @@ def _mask_spans(text: str, spans: list[tuple[int, int, str]]) -> str:
 
 
 def forbidden_spans(
-    text: str, forbidden: Sequence[tuple[str, tuple[str, ...]]], allowed: Iterable[tuple[str, ...]] = ()
+    text: str,
+    forbidden: Sequence[tuple[str, tuple[str, ...]]],
+    allowed: Iterable[tuple[str, ...]] = (),
+    spelled: bool = True,
 ) -> list[tuple[int, int, str]]:
-    """(start, end, field) of every forbidden value in ``text`` that is not part of an allowed value."""
-    tokens = tokenize(text)
-    shields = shield_spans(tokens, allowed)
-    return [(s, e, f) for f, p in forbidden for s, e in unshielded(find_spans(tokens, p), shields)]
+    """(start, end, field) of every forbidden value in ``text`` that is not part of an allowed value.
+
+    ``spelled`` also searches the spelled view (number words, letter-by-letter values; see
+    :class:`agents.matching.TextIndex`).
+    """
+    index = TextIndex(text, spelled=spelled)
+    shields = index.shields(allowed)
+    return [(s, e, f) for f, p in forbidden for s, e in unshielded(index.spans(p), shields)]
 
 
 def rule_sanitize(
@@ -137,18 +150,19 @@ def rule_sanitize(
     forbidden: Sequence[tuple[str, tuple[str, ...]]],
     mode: str = "mask",
     allowed: Iterable[tuple[str, ...]] = (),
+    spelled: bool = True,
 ) -> tuple[str, list[str]]:
     """Mask (or drop the sentences holding) every forbidden value; returns (text, fields hit)."""
     allowed = list(allowed)
     if mode == "drop":
         kept, hit = [], []
         for sent in _SENTENCE.split(text):
-            found = {f for _, _, f in forbidden_spans(sent, forbidden, allowed)}
+            found = {f for _, _, f in forbidden_spans(sent, forbidden, allowed, spelled)}
             hit.extend(found)
             if not found:
                 kept.append(sent)
         return " ".join(kept), sorted(set(hit))
-    spans = forbidden_spans(text, forbidden, allowed)
+    spans = forbidden_spans(text, forbidden, allowed, spelled)
     return _mask_spans(text, spans), sorted({s[2] for s in spans})
 
 
@@ -245,9 +259,10 @@ class SanitizeReport:
     masked_fields: list[str] = field(default_factory=list)
     pii_types: list[str] = field(default_factory=list)
     rewritten: bool = False
+    masked_after_rewrite: list[str] = field(default_factory=list)  # values the LLM rewrite (re)inserted
 
     def to_dict(self) -> dict[str, Any]:
-        return {"masked_fields": self.masked_fields, "pii_types": self.pii_types, "rewritten": self.rewritten}
+        return dataclasses.asdict(self)
 
 
 def render_documents(docs: Sequence[Document]) -> str:
@@ -265,6 +280,7 @@ class EPEFilter:
         policy: PrivacyPolicy,
         config: EPEConfig,
         rewriter: Callable[[str, int], str] | None = None,
+        batch_rewriter: Callable[[Sequence[tuple[str, int]]], list[str]] | None = None,
     ):
         self.agent_id = agent_id
         self.role_description = role_description
@@ -272,6 +288,7 @@ class EPEFilter:
         self.policy = policy
         self.config = config
         self.rewriter = rewriter
+        self.batch_rewriter = batch_rewriter
         self.pii = make_pii(config.pii_backend) if config.use_pii else None
 
     # -- stage A
@@ -306,30 +323,54 @@ class EPEFilter:
         return text
 
     # -- stage B
+    def _rules(self, text: str, user_id: int, recipient_id: int, report: SanitizeReport) -> str:
+        """The deterministic layers: rule (label entitlements) then PII; updates ``report``."""
+        if self.config.label_filter:
+            forbidden, allowed = self.policy.split_patterns(self.store.values(user_id), recipient_id)
+            text, hit = rule_sanitize(text, forbidden, self.config.sanitize, allowed, self.config.spelled)
+            report.masked_fields = sorted(set(report.masked_fields) | set(hit))
+        if self.pii is not None:
+            text, kinds = self.pii(text)
+            report.pii_types = sorted(set(report.pii_types) | set(kinds))
+        return text
+
+    def _rewrite_all(self, pairs: list[tuple[str, int]]) -> list[str]:
+        if self.batch_rewriter is not None:
+            return list(self.batch_rewriter(pairs))
+        assert self.rewriter is not None
+        return [self.rewriter(text, rid) for text, rid in pairs]
+
+    def sanitize_many(
+        self, requests: Sequence[tuple[str, int, int]], rewrite: bool = False
+    ) -> list[tuple[str, SanitizeReport]]:
+        """Stage B for a batch of (text, user_id, recipient_id): rule -> PII -> (rewrite -> rule -> PII).
+
+        The optional LLM rewrite runs as one batch (one padded ``generate`` with a local model), and its
+        output goes through the deterministic layers again: a small model may re-insert values.
+        """
+        if self.config.mode == "off":
+            return [(text, SanitizeReport()) for text, _, _ in requests]
+        reports = [SanitizeReport() for _ in requests]
+        texts = [self._rules(t, u, r, rep) for (t, u, r), rep in zip(requests, reports, strict=True)]
+        can_rewrite = self.rewriter is not None or self.batch_rewriter is not None
+        if rewrite and self.config.llm_rewrite and can_rewrite and requests:
+            texts = self._rewrite_all([(t, r) for t, (_, _, r) in zip(texts, requests, strict=True)])
+            for i, (_, u, r) in enumerate(requests):
+                after = SanitizeReport(rewritten=True)
+                texts[i] = self._rules(texts[i], u, r, after)
+                after.masked_after_rewrite = after.masked_fields
+                after.masked_fields = sorted(set(reports[i].masked_fields) | set(after.masked_fields))
+                after.pii_types = sorted(set(reports[i].pii_types) | set(after.pii_types))
+                reports[i] = after
+        return list(zip(texts, reports, strict=True))
+
     def sanitize_for(
         self, text: str, user_id: int, recipient_id: int, rewrite: bool = False
     ) -> tuple[str, SanitizeReport]:
-        """Make ``text`` about ``user_id`` fit for ``recipient_id``: rule -> PII -> (rewrite -> rule)."""
-        report = SanitizeReport()
-        if self.config.mode == "off":
-            return text, report
-        forbidden: list[tuple[str, tuple[str, ...]]] = []
-        allowed: set[tuple[str, ...]] = set()
-        if self.config.label_filter:
-            forbidden, allowed = self.policy.split_patterns(self.store.values(user_id), recipient_id)
-            text, report.masked_fields = rule_sanitize(text, forbidden, self.config.sanitize, allowed)
-        if self.pii is not None:
-            text, report.pii_types = self.pii(text)
-        if rewrite and self.config.llm_rewrite and self.rewriter is not None:
-            text = self.rewriter(text, recipient_id)
-            report.rewritten = True
-            text, again = rule_sanitize(text, forbidden, self.config.sanitize, allowed)
-            report.masked_fields = sorted(set(report.masked_fields) | set(again))
-        return text, report
+        """Make ``text`` about ``user_id`` fit for ``recipient_id`` (one message of :meth:`sanitize_many`)."""
+        return self.sanitize_many([(text, user_id, recipient_id)], rewrite)[0]
 
-    def sanitize_inbox(
-        self, inbox: Sequence[dict[str, Any]], user_id: int
-    ) -> tuple[list[dict[str, Any]], list]:
+    def sanitize_inbox(self, inbox: Sequence[dict[str, Any]], user_id: int) -> tuple[list[dict[str, Any]], list]:
         """Inbound stage B against this agent's own entitlements."""
         if not self.config.inbound:
             return [dict(m) for m in inbox], []
@@ -359,9 +400,7 @@ class EPERetriever(BaseRetriever):
     epe: Any
     user_id: int
 
-    def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
-    ) -> list[Document]:
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         return self.epe.retrieve(self.user_id, query)
 
 
@@ -389,9 +428,7 @@ class EPEMiddleware(AgentMiddleware):
     def _prepare(self, request: ModelRequest) -> ModelRequest:
         ctx = request.runtime.context if request.runtime is not None else None
         if not isinstance(ctx, EPEContext):
-            raise ConfigError(
-                "EPEMiddleware: invoke the agent with context=EPEContext(user_id=..., inbox=[...])"
-            )
+            raise ConfigError("EPEMiddleware: invoke the agent with context=EPEContext(user_id=..., inbox=[...])")
         task = next((m.text for m in reversed(request.messages) if isinstance(m, HumanMessage)), "")
         docs = self.epe.retrieve(ctx.user_id, task)
         inbox, reports = self.epe.sanitize_inbox(ctx.inbox, ctx.user_id)
@@ -403,9 +440,7 @@ class EPEMiddleware(AgentMiddleware):
             inbound_reports=reports,
             system_prompt=self.system_prompt,
         )
-        return request.override(
-            system_message=SystemMessage(render_system(self.system_prompt, rag_text, inbox_text))
-        )
+        return request.override(system_message=SystemMessage(render_system(self.system_prompt, rag_text, inbox_text)))
 
     def wrap_model_call(self, request: ModelRequest, handler: Callable) -> Any:
         return handler(self._prepare(request))

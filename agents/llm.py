@@ -244,9 +244,7 @@ class TransformersChat(BaseChatModel):
         ]
         out: list[str] = []
         for i in range(0, len(prompts), self.batch_size):
-            enc = tok(
-                prompts[i : i + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-            )
+            enc = tok(prompts[i : i + self.batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.no_grad():
                 gen = model.generate(
                     **enc, do_sample=False, max_new_tokens=self.max_new_tokens, pad_token_id=tok.pad_token_id
@@ -268,9 +266,7 @@ class TransformersChat(BaseChatModel):
         self, inputs: list[Any], config: Any = None, *, return_exceptions: bool = False, **kwargs: Any
     ) -> list[Any]:
         """Batched greedy generation for lists of message lists (the agent's stage batch)."""
-        if not inputs or not all(
-            isinstance(x, list) and all(isinstance(m, BaseMessage) for m in x) for x in inputs
-        ):
+        if not inputs or not all(isinstance(x, list) and all(isinstance(m, BaseMessage) for m in x) for x in inputs):
             return super().batch(inputs, config, return_exceptions=return_exceptions, **kwargs)
         return [AIMessage(content=t) for t in self.generate_texts(inputs)]
 
@@ -344,6 +340,4 @@ def make_chat_model(cfg: LLMConfig) -> BaseChatModel:
         )
     if cfg.backend == "transformers" and not cfg.model_path:
         raise ConfigError("mas.llm.model_path: the transformers backend needs a local model folder")
-    return TransformersChat(
-        model_path=cfg.model_path, gguf_file=cfg.gguf_file, max_new_tokens=cfg.max_new_tokens
-    )
+    return TransformersChat(model_path=cfg.model_path, gguf_file=cfg.gguf_file, max_new_tokens=cfg.max_new_tokens)

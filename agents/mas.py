@@ -40,9 +40,7 @@ def build_agent(cfg: MASConfig, role: str, store: KnowledgeStore | None = None, 
     """The agent for ``role`` (a role name of the domain), with its own store unless one is given."""
     specs = {r.name: r for r in roles(cfg.domain)}
     if role not in specs:
-        raise ConfigError(
-            f"mas.dag.roles: no role {role!r} in domain {cfg.domain}; choose from {sorted(specs)}"
-        )
+        raise ConfigError(f"mas.dag.roles: no role {role!r} in domain {cfg.domain}; choose from {sorted(specs)}")
     if store is None:
         store = KnowledgeStore.from_profiles(
             generate_profiles(cfg.domain, cfg.num_users, cfg.seed), make_embeddings(cfg.embedder)

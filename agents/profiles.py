@@ -341,9 +341,7 @@ SCHEMAS: dict[str, tuple[FieldSpec, ...]] = {
             (5, 6),
             "Substances the patient is allergic to.",
             "What is the patient allergic to?",
-            _sample(
-                ("penicillin", "sulfa drugs", "peanuts", "latex", "shellfish", "aspirin", "ibuprofen"), 1, 2
-            ),
+            _sample(("penicillin", "sulfa drugs", "peanuts", "latex", "shellfish", "aspirin", "ibuprofen"), 1, 2),
         ),
         FieldSpec(
             "current_medications",
@@ -528,9 +526,7 @@ def _vocabulary(spec: FieldSpec, profiles: Sequence[UserProfile], seed: int) -> 
     return sorted(pool)
 
 
-def utility_tasks(
-    profiles: Sequence[UserProfile], seed: int = 0, fields: Sequence[str] | None = None
-) -> list[Task]:
+def utility_tasks(profiles: Sequence[UserProfile], seed: int = 0, fields: Sequence[str] | None = None) -> list[Task]:
     """One MCQ per (user, field); up to 4 options, gold letter shuffled by ``seed``."""
     if not profiles:
         return []
@@ -546,9 +542,7 @@ def utility_tasks(
             options = rng.sample(others, min(3, len(others))) + [correct]
             rng.shuffle(options)
             gold = "ABCD"[options.index(correct)]
-            tasks.append(
-                Task(f"u{p.user_id}-{f}", p.user_id, "utility", f, schema[f].question, tuple(options), gold)
-            )
+            tasks.append(Task(f"u{p.user_id}-{f}", p.user_id, "utility", f, schema[f].question, tuple(options), gold))
     return tasks
 
 

@@ -90,9 +90,7 @@ class Transport(Protocol):
 
     def call(self, role: str, action: str, payload: dict[str, Any]) -> dict[str, Any]: ...
 
-    def call_many(
-        self, requests: Sequence[tuple[str, str, dict[str, Any]]]
-    ) -> list[dict[str, Any] | Exception]: ...
+    def call_many(self, requests: Sequence[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any] | Exception]: ...
 
 
 class InProcessTransport:
@@ -110,9 +108,7 @@ class InProcessTransport:
         reply = self.agents[role].handle(action, json.loads(json.dumps(payload)))
         return json.loads(json.dumps(reply))
 
-    def call_many(
-        self, requests: Sequence[tuple[str, str, dict[str, Any]]]
-    ) -> list[dict[str, Any] | Exception]:
+    def call_many(self, requests: Sequence[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any] | Exception]:
         out: list[dict[str, Any] | Exception] = []
         for role, action, payload in requests:
             try:
@@ -164,9 +160,7 @@ class MASProtocol:
             **task.to_payload(),
             "inbox": inbox,
             "instruction": dict(task.instructions).get(role),
-            "recipients": [
-                {"role": s, "agent_id": self.dag.roles[s]} for s in self.dag.successors(role, active)
-            ],
+            "recipients": [{"role": s, "agent_id": self.dag.roles[s]} for s in self.dag.successors(role, active)],
         }
 
     def _run_batch(self, tasks: Sequence[Task]) -> ProtocolRun:

@@ -51,9 +51,7 @@ class KnowledgeStore:
     def from_profiles(cls, profiles: Sequence[UserProfile], embeddings: Embeddings) -> KnowledgeStore:
         docs = [d for p in profiles for d in profile_documents(p)]
         ids = [f"{d.metadata['user_id']}:{d.metadata['field']}" for d in docs]
-        index = FAISS.from_documents(
-            docs, embeddings, ids=ids, distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT
-        )
+        index = FAISS.from_documents(docs, embeddings, ids=ids, distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
         by_user: dict[int, list[Document]] = {}
         for d in docs:
             by_user.setdefault(d.metadata["user_id"], []).append(d)
@@ -80,6 +78,4 @@ class KnowledgeStore:
             return meta["user_id"] == user_id and keep(meta)
 
         total = self.index.index.ntotal
-        return self.index.similarity_search_with_score_by_vector(
-            query_vector, k=k, filter=predicate, fetch_k=total
-        )
+        return self.index.similarity_search_with_score_by_vector(query_vector, k=k, filter=predicate, fetch_k=total)

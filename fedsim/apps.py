@@ -43,18 +43,12 @@ def _config_of(text: str) -> ExperimentConfig:
 
 def _handler(name: str):
     def handle(msg: Message, context: Context) -> Message:
-        from fedsim.client import ACTIONS, NODE_ACTIONS, NodeRuntime, open_runtime
+        from fedsim.client import run_action
 
         conf = dict(msg.content["config"])
         cfg = _config_of(conf.pop("fedsim-config"))
         pid = int(context.node_config["partition-id"])
-        if name in NODE_ACTIONS:
-            rt = NodeRuntime(cfg, pid, int(conf["server-round"]))
-        else:
-            rt = open_runtime(cfg, pid, conf["run-dir"], int(conf["server-round"]))
-        reply = ACTIONS[name](rt, conf, dict(msg.content.array_records))
-        if reply.mutated:
-            rt.save()
+        reply = run_action(name, cfg, pid, conf, dict(msg.content.array_records))
         content = RecordDict({"metrics": MetricRecord({**reply.metrics, "partition-id": pid}), **reply.arrays})
         if reply.config:
             content["config"] = ConfigRecord(reply.config)

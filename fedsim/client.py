@@ -65,6 +65,22 @@ def action(name: str, image_runtime: bool = True) -> Callable[[Action], Action]:
     return deco
 
 
+def run_action(name: str, cfg: ExperimentConfig, pid: int, conf: dict[str, Any],
+               arrays: dict[str, ArrayRecord]) -> Reply:
+    """Run client action ``name`` for partition ``pid``: the one dispatch the ClientApp and the
+    in-process context (:mod:`fedsim.testing`) share. Node actions get a :class:`NodeRuntime`, the others
+    the client's stateful runtime at ``conf['server-round']``, saved when the action changed it."""
+    server_round = int(conf["server-round"])
+    if name in NODE_ACTIONS:
+        rt: Any = NodeRuntime(cfg, pid, server_round)
+    else:
+        rt = open_runtime(cfg, pid, conf["run-dir"], server_round)
+    reply = ACTIONS[name](rt, conf, arrays)
+    if reply.mutated:
+        rt.save()
+    return reply
+
+
 @dataclass
 class NodeRuntime:
     """What an action that brings its own state gets: the experiment config and who/when it is."""
@@ -168,18 +184,25 @@ def open_runtime(cfg: ExperimentConfig, pid: int, run_dir: str, server_round: in
     return rt
 
 
+def _pretrain_extra_keys(cfg: ExperimentConfig) -> tuple[str, ...]:
+    """Pre-training knobs that enter the cache key only when changed, so caches made before they existed
+    (defaults) stay valid."""
+    return tuple(k for k, default in (("pretrain_augment", True), ("pretrain_batch_size", 0))
+                 if getattr(cfg, k) != default)
+
+
 def _initial_state(rt: ClientRuntime) -> dict[str, torch.Tensor]:
     """Round-0 weights: random init, then ``pretrain_epochs`` of CE (cached across runs)."""
     cfg = rt.cfg
     fresh = build_client_model(cfg, rt.pid, rt.data.train.num_classes)
     if cfg.pretrain_epochs == 0:
         return fresh.state_dict()
-    key = config_hash(cfg, "data", "model", "seed", "num_clients", "pretrain_epochs")
+    key = config_hash(cfg, "data", "model", "seed", "num_clients", "pretrain_epochs", *_pretrain_extra_keys(cfg))
     path = cache_root(cfg) / "pretrain" / f"{key}-{rt.pid}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)
-    tcfg = SupervisedConfig(lr=1e-3, batch_size=rt.trainer.cfg.batch_size, optimizer="adam",
-                            persistent_optimizer=True, augment=True)
+    tcfg = SupervisedConfig(lr=1e-3, batch_size=cfg.pretrain_batch_size or rt.trainer.cfg.batch_size,
+                            optimizer="adam", persistent_optimizer=True, augment=cfg.pretrain_augment)
     SupervisedTrainer(tcfg, fresh, seed=cfg.seed * 1000 + rt.pid).fit(rt.data, cfg.pretrain_epochs, -1)
     atomic_torch_save(fresh.state_dict(), path)
     return fresh.state_dict()

@@ -18,6 +18,7 @@ from typing import Any
 
 from fedsim.apps import ServerOutcome, build_client_app, build_server_app
 from fedsim.config import ExperimentConfig, to_yaml
+from fedsim.registry import STRATEGIES
 
 log = logging.getLogger("fedsim")
 
@@ -54,7 +55,8 @@ def launch(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[s
         os.environ.setdefault(k, v)
     # Build (and cache on disk) the federation's data here, once: bad data paths fail before any run dir
     # exists, and the Ray actors load the cached tensors instead of regenerating them each.
-    federation_data(cfg)
+    if getattr(STRATEGIES.get(cfg.strategy["name"], key="strategy.name"), "image_clients", True):
+        federation_data(cfg)
     outcome = ServerOutcome()
     server = build_server_app(cfg, run_dir, resume, outcome)
     client = build_client_app()
@@ -63,6 +65,8 @@ def launch(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[s
     except ImportError:  # pragma: no cover - removed in a future Flower
         return launch_flwr_run(cfg, run_dir, resume)
     quiet_flower()
+    # Ray's notice about a future default; the current one (CPU-only actors see no GPU) is what we want
+    warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -81,11 +85,21 @@ def launch(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[s
     return outcome.summary
 
 
+class _DropRunSimulationDeprecation(logging.Filter):
+    """fedsim calls ``run_simulation`` on purpose (``flwr run`` is the other supported path); the
+    deprecation notice Flower logs on every run says nothing actionable to a fedsim user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "run_simulation" not in record.getMessage()
+
+
 def quiet_flower() -> None:
     """Flower logs every simulation step at DEBUG; keep its warnings, drop the chatter."""
     flwr_log = logging.getLogger("flwr")
     if flwr_log.level < logging.INFO and not os.environ.get("FEDSIM_VERBOSE"):
         flwr_log.setLevel(logging.WARNING)
+    if not any(isinstance(f, _DropRunSimulationDeprecation) for f in flwr_log.filters):
+        flwr_log.addFilter(_DropRunSimulationDeprecation())
 
 
 def _shutdown_ray(timeout: float | None = None) -> None:

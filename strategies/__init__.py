@@ -3,7 +3,7 @@
 import importlib
 
 for _mod in ("local", "fedavg", "rahfl", "fedmd", "feddf", "fccl", "rhfl", "fedproto", "kt_pfl", "aughfl", "mas",
-             "baselines"):
+             "fedadapter", "acgkd", "cot_select", "baselines"):
     try:
         importlib.import_module(f"strategies.{_mod}")
     except ModuleNotFoundError as exc:

@@ -24,6 +24,9 @@ class StrategyConfig:
 class FedsimStrategy:
     name = "base"
     Config: ClassVar[type[StrategyConfig]] = StrategyConfig
+    #: False when the clients are not image classifiers (LLM agents, MLLMs, GNNs, text LMs): the launcher
+    #: then builds no image federation data and the config's ``data``/``model`` sections go unused
+    image_clients: ClassVar[bool] = True
 
     def __init__(self, scfg: StrategyConfig, ctx: ServerContext) -> None:
         self.scfg = scfg

@@ -38,7 +38,6 @@ class MASStrategyConfig(MASConfig, StrategyConfig):
         return cfg
 
 
-
 class FlowerTransport:
     """:class:`agents.protocol.Transport` over fedsim's ServerContext (one Flower exchange per stage)."""
 
@@ -53,9 +52,7 @@ class FlowerTransport:
             raise out
         return out
 
-    def call_many(
-        self, requests: Sequence[tuple[str, str, dict[str, Any]]]
-    ) -> list[dict[str, Any] | Exception]:
+    def call_many(self, requests: Sequence[tuple[str, str, dict[str, Any]]]) -> list[dict[str, Any] | Exception]:
         sends = {
             self.pid_of_role[role]: ({"mas-action": act, "mas-payload": json.dumps(payload)}, {})
             for role, act, payload in requests
@@ -80,6 +77,7 @@ class MASStrategy(FedsimStrategy):
     """Federated MAS with EPEAgent: walks the role DAG over the agent nodes; metrics of spec section 6."""
 
     name = "mas"
+    image_clients = False
     Config = MASStrategyConfig
 
     def setup(self) -> None:
@@ -106,9 +104,7 @@ class MASStrategy(FedsimStrategy):
         pid_of_agent = {aid: self.pid_of_role[role] for role, aid in self.dag.roles.items()}
         self.ctx.recorder.log(r, None, _numbers(result["final"]))
         for agent_id, metrics in result["per_agent"].items():
-            self.ctx.recorder.log(
-                r, pid_of_agent[int(agent_id)], {"agent_id": int(agent_id), **_numbers(metrics)}
-            )
+            self.ctx.recorder.log(r, pid_of_agent[int(agent_id)], {"agent_id": int(agent_id), **_numbers(metrics)})
         lines = "".join(json.dumps(m) + "\n" for m in run.messages)
         atomic_write_text(self.ctx.run_dir / "mas_messages.jsonl", lines)
         atomic_write_text(self.ctx.run_dir / "mas_failures.json", json.dumps(run.failures, indent=1))

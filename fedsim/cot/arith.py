@@ -14,7 +14,9 @@ briefly trained model sampled at temperature 1 makes real mistakes. From its own
   right and chained on the problem's operands);
 * ``unsound_right``: a sound trace whose intermediate result k is off by delta while step k+1 still
   writes the true result, so the error cancels and the final answer stays right;
-* ``wrong_answer``: a sound trace whose final answer token is off by delta.
+* ``wrong_answer``: a sound trace whose final answer token is off by delta;
+* ``wrong_step`` (federated client data only): one result off by delta, carried on consistently to a
+  wrong final answer.
 
 The tokenizer is a ``tokenizers`` WordLevel model wrapped in ``PreTrainedTokenizerFast`` so that
 character offsets (and thus span location) work exactly as for a real model. Trained models are
@@ -149,6 +151,31 @@ def unsound_right_variant(trace: Trace, rng: np.random.Generator, cfg: ArithConf
     return dataclasses.replace(trace, steps=tuple(steps), kind="unsound_right")
 
 
+def _carried(steps: list[Step], k: int, value: int) -> list[Step]:
+    """Steps after writing ``value`` at step k, each right given its (wrong) left operand."""
+    out = steps[:k] + [(*steps[k][:3], value)]
+    for _, op, x, _ in steps[k + 1:]:
+        new = value + x if op == "+" else value - x
+        out.append((value, op, x, new))
+        value = new
+    return out
+
+
+def wrong_step_variant(trace: Trace, rng: np.random.Generator, cfg: ArithConfig) -> Trace:
+    """Corrupt one result and carry the error on consistently: later steps are right given the wrong
+    value, so the final answer is wrong (the typical flawed trace of a model that slipped once).
+    Only corruptions whose carried values stay in the vocabulary are drawn; if none exists the
+    final answer alone is changed."""
+    steps = list(trace.steps)
+    options = [(k, d) for k in range(len(steps)) for d in range(-cfg.perturb_max, cfg.perturb_max + 1)
+               if d != 0 and all(0 <= s[3] <= cfg.value_max for s in _carried(steps, k, steps[k][3] + d))]
+    if not options:
+        return dataclasses.replace(wrong_answer_variant(trace, rng, cfg), kind="wrong_step")
+    k, d = options[int(rng.integers(0, len(options)))]
+    new = _carried(steps, k, steps[k][3] + d)
+    return dataclasses.replace(trace, steps=tuple(new), answer=new[-1][3], kind="wrong_step")
+
+
 def wrong_answer_variant(trace: Trace, rng: np.random.Generator, cfg: ArithConfig) -> Trace:
     return dataclasses.replace(trace, answer=_shift(trace.answer, rng, cfg), kind="wrong_answer")
 
@@ -279,12 +306,15 @@ def _cache_kwargs(out) -> dict:
 @torch.no_grad()
 def sample_ids(model, prompt_ids: torch.Tensor, max_new: int, temperature: float, eos_id: int,
                gen: torch.Generator) -> torch.Tensor:
-    """Ancestral sampling with a KV cache for equal-length prompts [N, P] -> new tokens [N, max_new]."""
+    """Ancestral sampling (greedy at temperature 0) with a KV cache for equal-length prompts [N, P]."""
     out = model(input_ids=prompt_ids, use_cache=True)
     new, done = [], torch.zeros(len(prompt_ids), dtype=torch.bool)
     for _ in range(max_new):
-        probs = torch.softmax(out.logits[:, -1].float() / temperature, dim=-1)
-        nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+        if temperature == 0:  # greedy decoding
+            nxt = out.logits[:, -1].argmax(-1)
+        else:
+            probs = torch.softmax(out.logits[:, -1].float() / temperature, dim=-1)
+            nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1)
         nxt = torch.where(done, torch.full_like(nxt, eos_id), nxt)
         new.append(nxt)
         done |= nxt.eq(eos_id)

@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -24,6 +24,11 @@ AGGREGATIONS = ("mean", "median", "max", "last")
 POSITIONS = ("predict", "self")
 SPANS = ("output", "reasoning", "answer")
 SELECTION_MODES = ("keep_fraction", "threshold", "weight")
+NORMALIZATIONS = ("displacement", "unit", "none")
+#: selection.score values that are not scorer outputs: no selection, a random drop of the same size,
+#: and the simulation's ground truth (an upper bound no real client has)
+SPECIAL_SELECTIONS = ("none", "random", "oracle")
+FLAW_KINDS = ("unsound_right", "wrong_step", "wrong_answer")
 
 
 @dataclass
@@ -44,6 +49,14 @@ class ScorerConfig:
     span_method: str = "auto"  # auto | offsets | incremental
     max_length: int = 1024
     eps: float = 1e-8
+    #: open choices of our energy (spec section 3), studied in benchmarks/cot_table.py:
+    #: ``displacement`` divides a token's layer steps by its total displacement ||h^L - h^0|| (ours);
+    #: ``unit`` first scales every layer's state to unit norm (removes residual-stream norm growth);
+    #: ``none`` uses raw steps (not scale invariant).
+    normalize: str = "displacement"
+    layer_start: int = 0  # hidden-state layers [layer_start, layer_stop) enter the energy (0 = embeddings)
+    layer_stop: int | None = None  # None: through the last layer; negative counts from the end
+    batch_size: int = 16  # traces per batched forward in score_samples (right-padded)
     #: +1: high energy means unsound; -1: low energy means unsound; None: not fitted yet.
     orientation: int | None = None
 
@@ -97,15 +110,39 @@ class SelectionConfig:
 
 
 @dataclass
+class FederatedConfig:
+    """Federated use (``strategies/cot_select.py``): each client's local traces and local training.
+
+    Client ``pid`` holds ``n_local`` traces of its own seeded problems; a fraction
+    ``flawed_fractions[pid % len]`` of them is flawed (non-IID: clients differ in how noisy their data
+    is), drawn evenly from ``flaw_kinds``. The shared decoder starts from the cached arithmetic decoder
+    (``init: pretrained``) or a fresh one (``random``).
+    """
+
+    n_local: int = 96
+    flawed_fractions: list[float] = field(default_factory=lambda: [0.2, 0.4, 0.6, 0.8])
+    flaw_kinds: list[str] = field(default_factory=lambda: list(FLAW_KINDS))
+    local_steps: int = 20
+    lr: float = 3e-4
+    batch_size: int = 16
+    init: str = "pretrained"
+    n_val_problems: int = 60  # server's labelled validation traces for fitting the orientation once
+    n_heldout: int = 200  # held-out problems for the global model's greedy answer accuracy
+
+
+@dataclass
 class CoTConfig:
     """All knobs of the CoT-Kinetics scorer, its settings and its federated use."""
 
+    #: first part of the dotted key in error messages (``strategy`` when embedded in an experiment)
+    KEY_PREFIX: ClassVar[str] = "cot"
     seed: int = 0
     cache_dir: str = "~/.cache/fedsim/cot"
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     arith: ArithConfig = field(default_factory=ArithConfig)
     smollm: SmolConfig = field(default_factory=SmolConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    federated: FederatedConfig = field(default_factory=FederatedConfig)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -139,6 +176,11 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
         return _check_type(value, next(o for o in options if o is not type(None)), key)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if typing.get_origin(hint) is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_check_type(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if hint in (int, float, str, bool) and (type(value) is not hint):
         raise ConfigError(f"{key}: expected {hint.__name__}, got {type(value).__name__} {value!r}")
     return value
@@ -169,21 +211,37 @@ def _require(ok: bool, key: str, why: str) -> None:
 
 def validate(cfg: CoTConfig) -> None:
     """Range checks that types alone cannot express."""
-    s, a, m, sel = cfg.scorer, cfg.arith, cfg.smollm, cfg.selection
-    _require(0.0 <= s.gamma <= 1.0, "cot.scorer.gamma", f"must be in [0, 1], got {s.gamma}")
-    _require(s.aggregation in AGGREGATIONS, "cot.scorer.aggregation", f"choose one of {AGGREGATIONS}")
-    _require(s.positions in POSITIONS, "cot.scorer.positions", f"choose one of {POSITIONS}")
-    _require(s.baseline_span in SPANS, "cot.scorer.baseline_span", f"choose one of {SPANS}")
-    _require(s.span_method in ("auto", "offsets", "incremental"), "cot.scorer.span_method",
+    p = cfg.KEY_PREFIX
+    s, a, m, sel, fed = cfg.scorer, cfg.arith, cfg.smollm, cfg.selection, cfg.federated
+    _require(0.0 <= s.gamma <= 1.0, f"{p}.scorer.gamma", f"must be in [0, 1], got {s.gamma}")
+    _require(s.aggregation in AGGREGATIONS, f"{p}.scorer.aggregation", f"choose one of {AGGREGATIONS}")
+    _require(s.positions in POSITIONS, f"{p}.scorer.positions", f"choose one of {POSITIONS}")
+    _require(s.baseline_span in SPANS, f"{p}.scorer.baseline_span", f"choose one of {SPANS}")
+    _require(s.span_method in ("auto", "offsets", "incremental"), f"{p}.scorer.span_method",
              "choose auto, offsets or incremental")
-    _require(s.orientation in (None, 1, -1), "cot.scorer.orientation", "must be 1, -1 or null")
-    _require(1 <= a.steps_min <= a.steps_max, "cot.arith.steps_min", "need 1 <= steps_min <= steps_max")
-    _require(a.start_max <= a.value_max, "cot.arith.start_max", "must not exceed value_max")
-    _require(0.0 < a.val_fraction < 1.0, "cot.arith.val_fraction", "must be in (0, 1)")
-    _require(0.0 < m.val_fraction < 1.0, "cot.smollm.val_fraction", "must be in (0, 1)")
-    _require(a.d_model % a.n_heads == 0, "cot.arith.n_heads", "must divide d_model")
-    _require(sel.mode in SELECTION_MODES, "cot.selection.mode", f"choose one of {SELECTION_MODES}")
-    _require(0.0 < sel.keep_fraction <= 1.0, "cot.selection.keep_fraction", "must be in (0, 1]")
-    _require(sel.temperature > 0, "cot.selection.temperature", "must be > 0")
-    _require(sel.mode != "threshold" or sel.threshold is not None, "cot.selection.threshold",
+    _require(s.normalize in NORMALIZATIONS, f"{p}.scorer.normalize", f"choose one of {NORMALIZATIONS}")
+    _require(s.layer_start >= 0, f"{p}.scorer.layer_start", "must be >= 0")
+    _require(s.layer_stop is None or s.layer_stop < 0 or s.layer_stop >= s.layer_start + 2, f"{p}.scorer.layer_stop",
+             "must leave at least two layers (one step) after layer_start")
+    _require(s.batch_size >= 1, f"{p}.scorer.batch_size", "must be >= 1")
+    _require(s.orientation in (None, 1, -1), f"{p}.scorer.orientation", "must be 1, -1 or null")
+    _require(1 <= a.steps_min <= a.steps_max, f"{p}.arith.steps_min", "need 1 <= steps_min <= steps_max")
+    _require(a.start_max <= a.value_max, f"{p}.arith.start_max", "must not exceed value_max")
+    _require(0.0 < a.val_fraction < 1.0, f"{p}.arith.val_fraction", "must be in (0, 1)")
+    _require(0.0 < m.val_fraction < 1.0, f"{p}.smollm.val_fraction", "must be in (0, 1)")
+    _require(a.d_model % a.n_heads == 0, f"{p}.arith.n_heads", "must divide d_model")
+    _require(sel.mode in SELECTION_MODES, f"{p}.selection.mode", f"choose one of {SELECTION_MODES}")
+    _require(0.0 < sel.keep_fraction <= 1.0, f"{p}.selection.keep_fraction", "must be in (0, 1]")
+    _require(sel.temperature > 0, f"{p}.selection.temperature", "must be > 0")
+    _require(sel.mode != "threshold" or sel.threshold is not None, f"{p}.selection.threshold",
              "required when mode=threshold")
+    _require(fed.n_local >= 1, f"{p}.federated.n_local", "must be >= 1")
+    _require(bool(fed.flawed_fractions) and all(0.0 <= f <= 1.0 for f in fed.flawed_fractions),
+             f"{p}.federated.flawed_fractions", "need a non-empty list of values in [0, 1]")
+    _require(bool(fed.flaw_kinds) and set(fed.flaw_kinds) <= set(FLAW_KINDS), f"{p}.federated.flaw_kinds",
+             f"need a non-empty subset of {FLAW_KINDS}")
+    _require(fed.init in ("pretrained", "random"), f"{p}.federated.init", "choose pretrained or random")
+    _require(fed.local_steps >= 0 and fed.batch_size >= 1 and fed.lr > 0, f"{p}.federated.local_steps",
+             "need local_steps >= 0, batch_size >= 1, lr > 0")
+    _require(fed.n_val_problems >= 4 and fed.n_heldout >= 1, f"{p}.federated.n_val_problems",
+             "need n_val_problems >= 4 and n_heldout >= 1")

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 ArrayLike = Sequence[float] | np.ndarray
@@ -63,3 +64,27 @@ def detection(scores: ArrayLike, labels: ArrayLike) -> Detection:
 def fit_orientation(scores: ArrayLike, labels: ArrayLike) -> int:
     """+1 if high scores indicate the positive class on this (validation) split, else -1."""
     return 1 if auroc(scores, labels) >= 0.5 else -1
+
+
+def fast_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """AUROC as the Mann-Whitney statistic with average ranks for ties: equal to :func:`auroc` without
+    its input checks, for the thousands of evaluations of a bootstrap or an option grid."""
+    ranks = rankdata(scores)
+    n_pos = int(labels.sum())
+    n_neg = len(labels) - n_pos
+    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def bootstrap_auroc(scores: ArrayLike, labels: ArrayLike, n: int = 1000, seed: int = 0,
+                    level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the AUROC over resampled traces (resamples lacking a class
+    are skipped), so small test splits show how far a number can move."""
+    s, y = _check(scores, labels)
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        idx = rng.integers(0, len(s), len(s))
+        if 0 < y[idx].sum() < len(idx):
+            values.append(fast_auroc(s[idx], y[idx]))
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)

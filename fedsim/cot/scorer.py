@@ -17,6 +17,9 @@ Departures / our choices (the paper's equation is not public; see ``shared/specs
   E_t = gamma K_t + (1 - gamma) U_t with gamma = 0.8 (the value the third-party harness uses).
   Any callable ``energy_fn(hidden[L+1, T, D], cfg) -> Tensor[T] | scalar`` can replace it.
 * Hidden states are taken at the positions that *predict* each span token (``positions``).
+* Open choices of the energy are knobs (``normalize``, ``layer_start``/``layer_stop``, ``gamma``,
+  ``aggregation``, ``positions``); ``benchmarks/cot_table.py`` picks among them on the validation
+  split only and reports the pick on test.
 * ``nll`` is not in CoE: its "PPL" uses the max probability, which ignores which token was actually
   written; for teacher-forced perturbed traces the true likelihood is the fair, stronger baseline.
 * Which sign of a score means "unsound" is fitted on a validation split (:func:`fit_orientations`).
@@ -123,29 +126,54 @@ def _cos(a: torch.Tensor, b: torch.Tensor, eps: float) -> torch.Tensor:
     return (dot / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(eps)).clamp(-1.0, 1.0)
 
 
-def velocities(hidden: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Layer-to-layer steps of each token, normalised by its total displacement: [L, T, D]."""
+def velocities(hidden: torch.Tensor, eps: float = 1e-8, normalize: str = "displacement") -> torch.Tensor:
+    """Layer-to-layer steps of each token [L, T, D] under one of the normalisations of ScorerConfig.
+
+    ``displacement`` (ours): steps divided by the token's total displacement ||h^L - h^0||, so a
+    global rescaling of the states leaves the energy unchanged; ``unit``: every layer's state is first
+    scaled to unit norm (the residual stream's norm grows with depth, which otherwise dominates the
+    step sizes); ``none``: raw steps.
+    """
     h = hidden.double()
-    scale = (h[-1] - h[0]).norm(dim=-1).clamp_min(eps)  # [T]
-    return (h[1:] - h[:-1]) / scale.unsqueeze(-1)
+    if normalize == "unit":
+        h = h / h.norm(dim=-1, keepdim=True).clamp_min(eps)
+    steps = h[1:] - h[:-1]
+    if normalize == "displacement":
+        scale = (h[-1] - h[0]).norm(dim=-1).clamp_min(eps)  # [T]
+        steps = steps / scale.unsqueeze(-1)
+    elif normalize not in ("unit", "none"):
+        raise ConfigError(f"cot.scorer.normalize: unknown {normalize!r}")
+    return steps
 
 
-def kinetic_term(hidden: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def kinetic_term(hidden: torch.Tensor, eps: float = 1e-8, normalize: str = "displacement") -> torch.Tensor:
     """K_t = mean over layers of 1/2 ||v_t^l||^2: how much a token's state moves per layer."""
-    return 0.5 * velocities(hidden, eps).pow(2).sum(-1).mean(0)
+    return 0.5 * velocities(hidden, eps, normalize).pow(2).sum(-1).mean(0)
 
 
-def curvature_term(hidden: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def curvature_term(hidden: torch.Tensor, eps: float = 1e-8, normalize: str = "displacement") -> torch.Tensor:
     """U_t = mean turning angle between consecutive layer steps (0 on a straight line)."""
-    v = velocities(hidden, eps)
+    v = velocities(hidden, eps, normalize)
     if v.shape[0] < 2:
         return torch.zeros(v.shape[1], dtype=v.dtype)
     return torch.arccos(_cos(v[:-1], v[1:], eps)).mean(0)
 
 
+def layer_range(hidden: torch.Tensor, cfg: ScorerConfig) -> torch.Tensor:
+    """The hidden-state layers ``[layer_start, layer_stop)`` the energy looks at."""
+    sub = hidden[cfg.layer_start: cfg.layer_stop]
+    if sub.shape[0] < 2:
+        raise ConfigError(f"cot.scorer.layer_start: layers [{cfg.layer_start}, {cfg.layer_stop}) leave "
+                          f"{sub.shape[0]} of the model's {hidden.shape[0]} hidden states; need >= 2")
+    return sub
+
+
 def kinetics_energy(hidden: torch.Tensor, cfg: ScorerConfig) -> torch.Tensor:
     """Per-token energy E_t = gamma K_t + (1 - gamma) U_t (fedsim's equation; see module doc)."""
-    return cfg.gamma * kinetic_term(hidden, cfg.eps) + (1.0 - cfg.gamma) * curvature_term(hidden, cfg.eps)
+    h = layer_range(hidden, cfg)
+    k = kinetic_term(h, cfg.eps, cfg.normalize) if cfg.gamma > 0 else 0.0
+    u = curvature_term(h, cfg.eps, cfg.normalize) if cfg.gamma < 1 else 0.0
+    return cfg.gamma * k + (1.0 - cfg.gamma) * u
 
 
 ENERGIES: dict[str, EnergyFn] = {"kinetics": kinetics_energy}
@@ -262,10 +290,37 @@ def score_sample(model, tok, sample: ReasoningSample, cfg: ScorerConfig | None =
     return scores_from_states(hidden, logits, spans, cfg, energy_fn)
 
 
+@torch.no_grad()
+def forward_batch(model, rows: Sequence[list[int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`forward_states` of several sequences in one right-padded forward.
+
+    Causal attention plus right padding leaves every real position's states as in a single forward
+    (up to float rounding), so batching only saves time.
+    """
+    device = next(model.parameters()).device
+    width = max(map(len, rows))
+    ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, device=device)
+        mask[i, : len(row)] = 1
+    out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
+    hidden = torch.stack(out.hidden_states, 1).float().cpu()  # [B, L+1, T, D]
+    logits = out.logits.float().cpu()
+    return [(hidden[i, :, : len(r)], logits[i, : len(r)]) for i, r in enumerate(rows)]
+
+
 def score_samples(model, tok, samples: Sequence[ReasoningSample], cfg: ScorerConfig | None = None,
                   energy_fn: EnergyFn | None = None) -> dict[str, np.ndarray]:
-    """Score many samples; returns score name -> array aligned with ``samples``."""
-    rows = [score_sample(model, tok, s, cfg, energy_fn) for s in samples]
+    """Score many samples (``cfg.batch_size`` per forward); returns score name -> array aligned with them."""
+    cfg = cfg or ScorerConfig()
+    spans = [locate_spans(tok, s, cfg.span_method, cfg.max_length) for s in samples]
+    order = sorted(range(len(spans)), key=lambda i: len(spans[i].input_ids))  # similar lengths share a batch
+    rows: list[dict[str, float]] = [{} for _ in spans]
+    for b in range(0, len(order), cfg.batch_size):
+        chunk = order[b: b + cfg.batch_size]
+        for i, (hidden, logits) in zip(chunk, forward_batch(model, [spans[i].input_ids for i in chunk])):
+            rows[i] = scores_from_states(hidden, logits, spans[i], cfg, energy_fn)
     names = sorted({k for r in rows for k in r})
     return {k: np.array([r.get(k, float("nan")) for r in rows]) for k in names}
 

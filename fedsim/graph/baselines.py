@@ -11,6 +11,8 @@
   logits. Our choices: Binary Concrete relaxation at a fixed lambda for the generator's edges (the
   original uses a MolGAN-style Gumbel relaxation), fixed n = ``max_nodes``, one generator step per
   ``dfad_student_steps`` student steps, student GIN-3-32 with its own head.
+- Both baselines take the same input knowledge as ACGKD: ``node_features`` (e.g. degree one-hot
+  derived from the generated structure) and, for DFAD's relaxed edges, ``straight_through``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from fedsim.graph.acgkd import (
     ACGKDConfig,
     PseudoGraphBank,
     build_student,
+    degree_features,
     frozen,
     logistic_noise,
     pair_mask,
@@ -59,7 +62,7 @@ def generate_reinforce(teacher: nn.Module, bank: PseudoGraphBank, cfg: ACGKDConf
         with torch.no_grad():
             draw = (logits + logistic_noise(logits.shape, g) > 0).float()
             adj = symmetrize_upper(draw) * pair_mask(bank.mask)
-        out, bn_loss = teacher_pass(teacher, bank.features(), adj, bank.mask, cfg.bn_normalize)
+        out, bn_loss = teacher_pass(teacher, bank.node_features(adj), adj, bank.mask, cfg.bn_normalize)
         ce = F.cross_entropy(out, bank.labels, reduction="none")
         density = (adj.sum((1, 2)) / pair_mask(bank.mask).sum((1, 2)).clamp(min=1.0))
         reward = (cfg.beta_ce * ce + cfg.rho_sparsity * density + cfg.alpha_bn * bn_loss).detach()
@@ -77,9 +80,11 @@ def generate_reinforce(teacher: nn.Module, bank: PseudoGraphBank, cfg: ACGKDConf
 class GraphGenerator(nn.Module):
     """DFAD-GNN-style generator: noise -> (softmax node features, full n x n edge logits)."""
 
-    def __init__(self, noise_dim: int, n: int, in_dim: int, hidden: int = 128) -> None:
+    def __init__(self, noise_dim: int, n: int, in_dim: int, hidden: int = 128,
+                 node_features: str = "learned", straight_through: bool = False) -> None:
         super().__init__()
-        self.n, self.in_dim, self.noise_dim = n, in_dim, noise_dim
+        self.n, self.in_dim, self.noise_dim, self.node_features = n, in_dim, noise_dim, node_features
+        self.straight_through = straight_through
         self.body = nn.Sequential(nn.Linear(noise_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
                                   nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU())
         self.to_x = nn.Linear(hidden, n * in_dim)
@@ -90,7 +95,14 @@ class GraphGenerator(nn.Module):
         x = torch.softmax(self.to_x(h).view(count, self.n, self.in_dim), -1)
         logits = self.to_adj(h).view(count, self.n, self.n)
         logits = (logits + logits.transpose(1, 2)) / 2
-        adj = symmetrize_upper(torch.sigmoid((logits + logistic_noise(logits.shape, g)) / lam))
+        soft = torch.sigmoid((logits + logistic_noise(logits.shape, g)) / lam)
+        if self.straight_through:  # hard graphs forward, as ACGKD's bank (same input manifold)
+            soft = (soft > 0.5).float() + soft - soft.detach()
+        adj = symmetrize_upper(soft)
+        if self.node_features == "degree":  # the same input knowledge as the ACGKD bank gets
+            x = degree_features(adj.sum(-1), self.in_dim)
+        elif self.node_features == "constant":
+            x = torch.ones_like(x)
         return x, adj
 
 
@@ -106,7 +118,8 @@ def dfad_distill(teacher: nn.Module, cfg: ACGKDConfig, seed: int = 0, iterations
     torch.manual_seed(seed)
     g = seeded_generator(seed, "dfad")
     student = build_student(teacher, cfg)
-    gen = GraphGenerator(32, cfg.max_nodes, teacher.in_dim)
+    gen = GraphGenerator(32, cfg.max_nodes, teacher.in_dim, node_features=cfg.node_features,
+                         straight_through=cfg.straight_through)
     opt_s = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=cfg.lr)
     opt_g = torch.optim.Adam(gen.parameters(), lr=gen_lr)
     mask = torch.ones(cfg.batch_size, cfg.max_nodes, dtype=torch.bool)

@@ -16,7 +16,6 @@ letting PyG download. Graphs without node labels get the same degree one-hot fea
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
@@ -26,45 +25,11 @@ from torch_geometric.data import Data
 from torch_geometric.utils import degree, from_networkx
 
 from fedsim.errors import ConfigError, DataPathError
+from fedsim.graph.config import FAMILIES, GraphDataConfig
 
-FAMILIES = ("motif", "community")
+__all__ = ["FAMILIES", "GraphDataConfig", "load_graphs", "label_skew_split", "train_test_split"]
+
 MOTIFS = ("house", "cycle6", "grid3")
-
-
-@dataclass
-class GraphDataConfig:
-    """Which graphs to build or load; ``source: tu`` reads ``root/name`` (no download)."""
-
-    source: str = "synthetic"  # synthetic | tu
-    family: str = "motif"  # motif | community (synthetic only)
-    num_graphs: int = 900
-    min_nodes: int = 20
-    max_nodes: int = 40
-    ba_edges: int = 1  # m of the Barabasi-Albert backbone
-    noise_edges: float = 0.05  # extra random edges, as a fraction of the node count
-    feature: str = "degree"  # degree | constant
-    max_degree: int = 10
-    root: str = ""  # TU only: folder holding NAME/raw/NAME_A.txt ...
-    name: str = ""  # TU only: dataset name, e.g. MUTAG
-    test_fraction: float = 0.2
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.source not in ("synthetic", "tu"):
-            raise ConfigError(f"data.source: unknown {self.source!r}; choose synthetic or tu")
-        if self.family not in FAMILIES:
-            raise ConfigError(f"data.family: unknown {self.family!r}; choose one of {list(FAMILIES)}")
-        if self.feature not in ("degree", "constant"):
-            raise ConfigError(f"data.feature: unknown {self.feature!r}; choose degree or constant")
-        if not 4 <= self.min_nodes <= self.max_nodes:
-            raise ConfigError(f"data.min_nodes/max_nodes: need 4 <= min <= max, got "
-                              f"{self.min_nodes}, {self.max_nodes}")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ConfigError(f"data.test_fraction: must be in (0, 1), got {self.test_fraction}")
-
-    @property
-    def in_dim(self) -> int:
-        return self.max_degree + 1 if self.feature == "degree" else 1
 
 
 def motif_graph(kind: str) -> nx.Graph:

@@ -38,7 +38,8 @@ class EnsembleTeacher(nn.Module):
         if len({m.feature_dim for m in members}) != 1 or any(m.head_parts != 1 for m in members):
             raise ConfigError("distill_ensemble: teachers need equal feature sizes and single heads")
         self.members = nn.ModuleList(members)
-        self.head = EnsembleHead([m.head for m in members])
+        # one member: its own head (a one-part EnsembleHead would not match a plain student head)
+        self.head = EnsembleHead([m.head for m in members]) if len(members) > 1 else first.head
         self.in_dim, self.num_classes = first.in_dim, first.num_classes
         self.feature_dim = first.feature_dim * len(members)
         self.head_parts = len(members)

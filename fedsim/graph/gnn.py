@@ -27,9 +27,9 @@ from torch_geometric.nn import DenseGATConv, DenseGCNConv, DenseGINConv
 from torch_geometric.utils import to_dense_adj, to_dense_batch
 
 from fedsim.errors import ConfigError
+from fedsim.graph.config import ARCHS
 from fedsim.graph.implicit import ImplicitAdjacency
 
-ARCHS = ("gin", "gcn")
 POOLS = ("mean", "sum")
 
 

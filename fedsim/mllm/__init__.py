@@ -7,11 +7,17 @@
 * :mod:`~fedsim.mllm.tuning`: the tuning families (arXiv 2503.04543) as trainers;
 * :mod:`~fedsim.mllm.lorasculpt`: LoRASculpt (arXiv 2503.16843);
 * :mod:`~fedsim.mllm.metrics`: E / F / O;
-* :mod:`~fedsim.mllm.federated`: FedAvg over adapter tensors with client-local masks.
+* :mod:`~fedsim.mllm.federated`: FedAvg (plain or mask-aware) over adapter tensors with client-local masks;
+* :mod:`~fedsim.mllm.flower`: the client actions of the ``fedadapter`` Flower strategy.
 
-Importing the package registers the trainers (``full_ft``, ``bias_norm``, ``last_k``, ``topk_grad``,
-``bottleneck_adapter``, ``prompt_tuning``, ``lora``, ``dora``, ``lorasculpt``) in
-:data:`fedsim.registry.TRAINERS`.
+Importing the package itself is light (no transformers / peft), because ``strategies.fedadapter`` imports
+:mod:`fedsim.mllm.flower` in every run. Importing :mod:`~fedsim.mllm.tuning` and
+:mod:`~fedsim.mllm.lorasculpt` (or calling :func:`register_trainers`) registers the trainers
+(``full_ft``, ``bias_norm``, ``last_k``, ``topk_grad``, ``bottleneck_adapter``, ``prompt_tuning``,
+``lora``, ``dora``, ``lorasculpt``) in :data:`fedsim.registry.TRAINERS`.
 """
 
-from fedsim.mllm import lorasculpt, tuning  # noqa: F401 - registration side effect
+
+def register_trainers() -> None:
+    """Import the tuning modules so every MLLM trainer is registered (imports transformers and peft)."""
+    from fedsim.mllm import lorasculpt, tuning  # noqa: F401 - registration side effect

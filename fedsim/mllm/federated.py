@@ -12,9 +12,21 @@ the global step. After loading the aggregated tensors a client calls its trainer
 ``on_global_weights`` hook; a LoRASculpt client re-applies its own mask there (our choice, default
 on), since averaging destroys each client's sparsity pattern.
 
+Aggregation (``aggregate``): ``fedavg`` is the example-weighted mean of every tensor. ``masked`` (our
+choice, for sparse-update methods) averages each entry only over the clients that *kept* it, i.e. whose
+sent tensor is non-zero there, weighted by their example counts; an entry no client kept stays zero.
+Why: a LoRASculpt client re-masks after its last local step, so outside its own 10% mask it sends exact
+zeros. Plain FedAvg counts those zeros as votes for "no update" and shrinks every kept entry by the
+share of clients that did not keep it (about 1/4 with 4 clients and little mask overlap); the client
+then cuts the average back to its own pattern, so the masked arms barely learned (benchmark, session 1).
+The support is read from the tensors themselves, so no mask leaves the client; for dense methods
+(no exact zeros) ``masked`` equals ``fedavg``. In the tuning benchmark it did not make the masked arms
+learn more (see ``benchmarks/results/tuning_table.md``), so ``fedavg`` is the default.
+
 Tensors are exchanged as ``dict[str, np.ndarray]`` (what Flower's ``ArrayRecord`` holds);
 :func:`to_array_record` / :func:`from_array_record` convert. The plain loop :func:`run_federated` is the
-reference the Flower strategy must match; the benchmark uses it.
+in-process reference; the Flower path is :mod:`fedsim.mllm.flower` (client) and
+``strategies/fedadapter.py`` (server), and a test checks that the two agree.
 """
 
 from __future__ import annotations
@@ -62,6 +74,28 @@ def fedavg(states: Sequence[State], weights: Sequence[float]) -> State:
             .astype(np.float32) for k in keys}
 
 
+def masked_fedavg(states: Sequence[State], weights: Sequence[float]) -> State:
+    """Per entry, the weighted mean over the clients whose tensor is non-zero there (0 if none is)."""
+    if not states or len(states) != len(weights):
+        raise ValueError("masked_fedavg: need one weight per state and at least one state")
+    out: State = {}
+    for k in states[0]:
+        num = sum(np.asarray(s[k], dtype=np.float64) * w for s, w in zip(states, weights))
+        den = sum((np.asarray(s[k]) != 0) * float(w) for s, w in zip(states, weights))
+        out[k] = np.divide(num, den, out=np.zeros_like(num), where=den > 0).astype(np.float32)
+    return out
+
+
+AGGREGATORS = {"fedavg": fedavg, "masked": masked_fedavg}
+
+
+def aggregate(states: Sequence[State], weights: Sequence[float], how: str = "fedavg") -> State:
+    """Aggregate client states with the rule named ``how`` (``fedavg`` | ``masked``)."""
+    if how not in AGGREGATORS:
+        raise ConfigError(f"aggregation: {how!r}; choose one of {sorted(AGGREGATORS)}")
+    return AGGREGATORS[how](states, weights)
+
+
 def to_array_record(state: State):
     """A Flower ``ArrayRecord`` holding ``state`` (import deferred: fedsim.mllm works without flwr)."""
     from flwr.app import Array, ArrayRecord
@@ -74,6 +108,11 @@ def from_array_record(record) -> State:
 
 
 # -- non-IID partition -----------------------------------------------------------------------------
+def client_shards(data: MMDataset, num_clients: int, alpha: float, seed: int) -> list[MMDataset]:
+    """The clients' training sets: :func:`partition_by_family` applied to ``data``."""
+    return [data.subset(ix) for ix in partition_by_family(data, num_clients, alpha, seed)]
+
+
 def partition_by_family(data: MMDataset, num_clients: int, alpha: float, seed: int) -> list[list[int]]:
     """Non-IID over question types: each family's samples split across clients by Dirichlet(alpha).
 
@@ -104,6 +143,8 @@ class FederatedConfig:
     #: optimiser steps per client per round (overrides the trainer's ``steps``)
     local_steps: int = 20
     seed: int = 0
+    #: ``fedavg`` | ``masked`` (see the module docstring)
+    aggregation: str = "fedavg"
 
 
 @dataclass
@@ -119,8 +160,17 @@ class AdapterClient:
         if global_state is not None:
             load_trainable_state(self.trainer, global_state)
             self.trainer.on_global_weights()
-        self.history.append(self.trainer.fit(self.data, round_idx=round_idx))
+        self.history.append(local_fit(self.trainer, self.data, self.cid, round_idx))
         return trainable_state(self.trainer), len(self.data)
+
+
+def local_fit(trainer: TuningTrainer, data: MMDataset, cid: int, round_idx: int) -> dict[str, float]:
+    """One round of local training with torch's global RNG (LoRA/adapter dropout) seeded from
+    (trainer seed, client, round): batches already come from the trainer's own seeded generator, so a
+    client's update is then the same whichever process (or Ray worker) computes it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(trainer.seed * 1_000_003 + cid * 1009 + round_idx)
+        return trainer.fit(data, round_idx=round_idx)
 
 
 def make_clients(base: MLLM, tcfg: TuningConfig, parts: Sequence[MMDataset],
@@ -139,12 +189,11 @@ def run_federated(base: MLLM, tcfg: TuningConfig, data: MMDataset, fed: Federate
     import dataclasses
 
     local_cfg = dataclasses.replace(tcfg, steps=fed.local_steps)
-    parts = [data.subset(ix) for ix in partition_by_family(data, fed.num_clients, fed.alpha, fed.seed)]
-    clients = make_clients(base, local_cfg, parts, fed.seed)
+    clients = make_clients(base, local_cfg, client_shards(data, fed.num_clients, fed.alpha, fed.seed), fed.seed)
     state: State | None = None
     for r in range(fed.rounds):
         replies = [c.fit_round(state, r) for c in clients]
-        state = fedavg([s for s, _ in replies], [n for _, n in replies])
+        state = aggregate([s for s, _ in replies], [n for _, n in replies], fed.aggregation)
     server = build_trainer(local_cfg, clone_mllm(base), fed.seed)
     load_trainable_state(server, state)
     return server, clients

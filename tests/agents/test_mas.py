@@ -29,11 +29,7 @@ def test_epe_on_vs_off(domain, on_flow):
     assert f_off["leak_rag_macro"] == 1.0 and f_on["leak_rag_macro"] == 0.0
     assert f_off["leak_fwd_macro"] == 1.0 and f_on["leak_fwd_macro"] == 0.0
     assert f_off["rag_fields_per_query"] * 3 == 33 and f_on["flow_fields_per_query"] == on_flow
-    assert (
-        f_on["over_restriction"] == 0.0
-        and f_on["probe_protection"] == 1.0
-        and f_off["probe_protection"] == 0.0
-    )
+    assert f_on["over_restriction"] == 0.0 and f_on["probe_protection"] == 1.0 and f_off["probe_protection"] == 0.0
     # utility is kept for questions whose field the answering agent may see, lost for the others
     assert f_on["utility_allowed_field"] == f_off["utility_allowed_field"] == 1.0
     assert f_off["utility_other_field"] == 1.0 and f_on["utility_other_field"] < 0.1
@@ -55,9 +51,7 @@ def test_epe_middleware_in_a_users_own_create_agent():
     sysm = _system()
     agent = sysm.agents["transaction_execution"]
     user = sysm.profiles[0]
-    graph = create_agent(
-        ContextAnsweringChat(), tools=[], middleware=[agent.middleware], context_schema=EPEContext
-    )
+    graph = create_agent(ContextAnsweringChat(), tools=[], middleware=[agent.middleware], context_schema=EPEContext)
     leak = f"income {user.fields['annual_income']}, order {user.fields['preferred_order_type']}"
     ctx = EPEContext(user_id=0, inbox=[{"from": "risk_assessment", "text": leak}])
     out = graph.invoke({"messages": [HumanMessage("Write a brief for the auditor agent")]}, context=ctx)
@@ -68,18 +62,21 @@ def test_epe_middleware_in_a_users_own_create_agent():
         graph.invoke({"messages": [HumanMessage("x")]})
 
 
-def test_adversarial_upstream_respelling():
-    """Case and number-format changes are caught by the rule layer; numbers in words are not."""
-    sysm = _system(num_users=2)
+@pytest.mark.parametrize("spelled", [True, False])
+def test_adversarial_upstream_respelling(spelled):
+    """Case and number-format changes are always caught; number words and letter-by-letter spellings
+    only with the spelled view (``epe.spelled``), which the exposure metric always uses."""
+    sysm = _system(num_users=2, epe={"mode": "label", "spelled": spelled})
     base = [t for t in sysm.tasks if t.kind == "utility" and t.field == "annual_income"]
-    for style, caught in (("upper", True), ("thousands", True), ("words", False)):
-        tasks = [
-            dataclasses.replace(t, instructions=(("risk_assessment", f"respell: {style}"),)) for t in base
-        ]
+    for style in ("upper", "thousands", "words", "spaced"):
+        caught = spelled or style in ("upper", "thousands")
+        tasks = [dataclasses.replace(t, instructions=(("risk_assessment", f"respell: {style}"),)) for t in base]
         run = sysm.run(tasks)
         for t in tasks:
             inbox = run.replies[t.task_id]["transaction_execution"]["audit"]["inbox_text"]
             assert ("[annual_income]" in inbox) == caught, (style, inbox)
+        leak = sysm.evaluate(run, tasks)["per_agent"]["3"]["leak_fwd_macro"]
+        assert (leak == 0.0) == caught, (style, leak)
 
 
 def test_failed_agent_does_not_stop_a_real_run():

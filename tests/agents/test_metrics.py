@@ -28,9 +28,7 @@ def test_metrics_on_a_hand_made_case():
     p = generate_profiles("financial", 1, seed=0)[0]
     v = p.fields
     policy = PrivacyPolicy.for_domain("financial")
-    task = Task(
-        "t", 0, "utility", "preferred_order_type", "Which order type?", ("x", v["preferred_order_type"]), "B"
-    )
+    task = Task("t", 0, "utility", "preferred_order_type", "Which order type?", ("x", v["preferred_order_type"]), "B")
     full = "\n".join(f"- {k}: {render_value(x)}." for k, x in v.items())
     run = ProtocolRun(
         messages=[
@@ -66,13 +64,9 @@ def test_metrics_on_a_hand_made_case():
     f = res["final"]
     assert f["leak_rag_macro"] == pytest.approx(0.5) and f["leak_rag_micro"] == pytest.approx(5 / 14)
     assert f["leak_fwd_macro"] == pytest.approx(2 / 9) and f["leak_fwd_micro"] == pytest.approx(2 / 9)
-    assert f["leak_union_macro"] == pytest.approx((2 / 9 + 1) / 2) and f["leak_union_micro"] == pytest.approx(
-        7 / 14
-    )
+    assert f["leak_union_macro"] == pytest.approx((2 / 9 + 1) / 2) and f["leak_union_micro"] == pytest.approx(7 / 14)
     assert f["leak_output_macro"] == pytest.approx((0 + 1 / 9) / 2)
-    assert f["over_restriction"] == pytest.approx(
-        0.25
-    )  # agent 3 lacks transaction_history, agent 1 lacks none
+    assert f["over_restriction"] == pytest.approx(0.25)  # agent 3 lacks transaction_history, agent 1 lacks none
     assert f["over_restriction_task"] == 0.0
     assert f["utility"] == 1.0 and f["utility_allowed_field"] == 1.0 and f["utility_other_field"] is None
     assert f["flow_fields_per_query"] == 11 + 1 + 2 and f["flow_bytes_per_query"] == 150

@@ -28,9 +28,7 @@ class EchoAgent:
                     "task_id": it["task_id"],
                     "output": out,
                     "audit": {"agent_id": 0},
-                    "outbound": {
-                        r["role"]: f"{self.role}->{r['role']}#{r['agent_id']}" for r in it["recipients"]
-                    },
+                    "outbound": {r["role"]: f"{self.role}->{r['role']}#{r['agent_id']}" for r in it["recipients"]},
                 }
             )
         return {"items": items}
@@ -83,9 +81,7 @@ def test_roles_absent_per_task_and_batching():
 
 
 def test_any_dag_from_a_dict_walks_in_topological_stages():
-    chain = RoleDAG.from_dict(
-        {"roles": {"c": 3, "a": 1, "b": 2}, "edges": [["a", "b"], ["b", "c"]], "answer": "c"}
-    )
+    chain = RoleDAG.from_dict({"roles": {"c": 3, "a": 1, "b": 2}, "edges": [["a", "b"], ["b", "c"]], "answer": "c"})
     assert chain.stages() == [["a"], ["b"], ["c"]]
     run = MASProtocol(chain, _transport([])).run(_tasks(1))
     assert run.answers["t0"] == "c(b) on q0"

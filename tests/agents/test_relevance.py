@@ -43,9 +43,7 @@ def test_top_k_keeps_the_relevant_permitted_fields(store):
         assert len(fields) == 2 and "risk_tolerance" in fields
         assert all(d.metadata["user_id"] == uid for d in docs)
     # agent 1 is not labelled for risk_tolerance: relevance never brings back a disallowed field
-    fields1 = [
-        d.metadata["field"] for d in _epe(store, 1, top_k=6).retrieve(0, "What is the risk tolerance?")
-    ]
+    fields1 = [d.metadata["field"] for d in _epe(store, 1, top_k=6).retrieve(0, "What is the risk tolerance?")]
     assert "risk_tolerance" not in fields1 and len(fields1) == 6
 
 

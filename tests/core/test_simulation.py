@@ -150,11 +150,20 @@ def test_report_compares_runs(cli_run, cluster_run, tmp_path):
     assert (tmp_path / "report_acc_clean.png").is_file()
 
 
+def _default_sigint() -> None:
+    """A child inherits an *ignored* SIGINT (exec keeps SIG_IGN, and Python then installs no KeyboardInterrupt
+    handler); an earlier in-process Ray/Flower run can leave SIGINT ignored in pytest, so reset it, as a
+    terminal's foreground job has it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_interrupt_then_resume_equals_uninterrupted(cli_run, tmp_path):
-    out = tmp_path / "run"
+    """Ctrl-C after round 1, then --resume: rounds 1-3 equal the uninterrupted 3-round run's. The interrupted
+    run plans 8 rounds so that on an idle machine (0.3 s per round) the signal lands long before it ends."""
+    out, rounds = tmp_path / "run", 8
     proc = subprocess.Popen([str(BIN / "fedsim"), "run", str(TINY), f"cache_dir={cli_run[0].parent / 'cache'}",
-                             "--output-dir", str(out)], env=ENV, cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                             f"rounds={rounds}", "--output-dir", str(out)], env=ENV, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=_default_sigint)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         summary = out / "summary.json"
@@ -168,12 +177,13 @@ def test_interrupt_then_resume_equals_uninterrupted(cli_run, tmp_path):
         _stop_tree(proc.pid)
     first = json.loads((out / "summary.json").read_text())
     assert first["status"] == "interrupted", first
-    assert 1 <= first["rounds_completed"] < 3
+    assert 1 <= first["rounds_completed"] < rounds
     resumed = _fedsim("run", "--resume", str(out), cwd=ROOT)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    summary = _check_contract(out, rounds=3, clients=3)
+    summary = _check_contract(out, rounds=rounds, clients=3)
     assert summary["status"] == "completed"
-    assert _acc_table(out) == _acc_table(cli_run[0])
+    first_three = {k: v for k, v in _acc_table(out).items() if k[0] <= 3}
+    assert first_three == _acc_table(cli_run[0])
 
 
 def _start_superlink(env: dict, home: Path) -> subprocess.Popen:

@@ -40,3 +40,24 @@ def test_bad_inputs_raise():
         auroc([0.1, 0.2], [1, 1])
     with pytest.raises(ValueError):
         auroc([0.1, float("nan")], [0, 1])
+
+
+def test_bootstrap_interval_brackets_the_auroc_and_shrinks_with_data():
+    from fedsim.cot.metrics import auroc, bootstrap_auroc
+
+    rng = np.random.default_rng(0)
+    small_y, big_y = np.repeat([0, 1], 20), np.repeat([0, 1], 500)
+    small_s, big_s = small_y + rng.normal(0, 1.0, 40), big_y + rng.normal(0, 1.0, 1000)
+    lo, hi = bootstrap_auroc(small_s, small_y, n=300)
+    assert lo <= auroc(small_s, small_y) <= hi
+    blo, bhi = bootstrap_auroc(big_s, big_y, n=300)
+    assert bhi - blo < hi - lo and blo <= auroc(big_s, big_y) <= bhi
+
+
+def test_fast_auroc_equals_sklearn_with_ties():
+    from fedsim.cot.metrics import auroc, fast_auroc
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    s = np.round(y + rng.normal(0, 1.5, 200), 1)  # rounded: many ties
+    assert fast_auroc(s, y) == pytest.approx(auroc(s, y), abs=1e-12)

@@ -22,6 +22,7 @@ from fedsim.graph.acgkd import (
     build_student,
     curriculum_fraction,
     curriculum_rank,
+    degree_features,
     generate,
     grad_reverse,
     lambda_rev,
@@ -48,6 +49,29 @@ def test_binary_concrete_hardens_as_lambda_goes_to_zero_and_passes_gradients():
     assert torch.allclose(frac_on, torch.sigmoid(logits[0].detach()), atol=0.1)
     (s * torch.arange(41.0)).sum().backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+
+
+def test_straight_through_edges_are_binary_forward_and_pass_relaxed_gradients():
+    bank = PseudoGraphBank(3, 5, dataclasses.replace(TINY, straight_through=True), seed=0)
+    adj = bank.relaxed_adj(0.5, seeded_generator(0), straight_through=True)
+    assert torch.all((adj == 0) | ((adj - 1).abs() < 1e-6)) and torch.equal(adj, adj.transpose(1, 2))
+    (adj * torch.randn(adj.shape, generator=seeded_generator(1))).sum().backward()
+    assert bank.edges.z.grad is not None and bank.edges.z.grad.abs().sum() > 0
+
+
+def test_degree_features_are_the_data_one_hot_and_interpolate_relaxed_degrees():
+    deg = torch.tensor([[0.0, 2.0, 7.0, 2.25]], requires_grad=True)
+    x = degree_features(deg, 5)
+    assert torch.equal(x[0, :3], torch.eye(5)[[0, 2, 4]])  # 7 is capped at the last bin, like the data
+    assert torch.allclose(x[0, 3], torch.tensor([0, 0, 0.75, 0.25, 0]))
+    x[0, 3, 3].backward()
+    assert deg.grad[0, 3] == 1.0
+    bank = PseudoGraphBank(3, 5, dataclasses.replace(TINY, node_features="degree"), seed=0)
+    adj = bank.hard_adj(seeded_generator(0))
+    feats = bank.node_features(adj)
+    assert bank.feature_logits is None
+    assert torch.equal(feats.argmax(-1)[bank.mask], adj.sum(-1).clamp(max=4).long()[bank.mask])
+    assert torch.all(feats[~bank.mask] == 0)
 
 
 @pytest.mark.parametrize("xi", [2, 4, 8])
@@ -143,7 +167,10 @@ def test_student_reuses_frozen_teacher_head_and_pipeline_is_deterministic(tiny_t
 
 
 @pytest.mark.parametrize("key,value", [("xi", -1), ("edge_model", "gumbel"), ("tau_init", 0.5),
+                                       ("node_features", "random"),
                                        ("lambda_end", 2.0), ("student_arch", "mlp")])
 def test_bad_config_names_the_key(key, value):
     with pytest.raises(ConfigError, match=key):
         ACGKDConfig(**{key: value})
+    with pytest.raises(ConfigError, match="straight_through"):
+        ACGKDConfig(implicit_edges=True, straight_through=True)

@@ -47,6 +47,6 @@ def test_generation_with_implicit_edges_runs(tiny_teacher):
     import copy
 
     cfg = dataclasses.replace(ACGKDConfig(graphs_per_class=3, min_nodes=8, max_nodes=10, gen_steps=5),
-                              implicit_edges=True)
+                              implicit_edges=True, straight_through=False)
     bank, metrics = generate(copy.deepcopy(tiny_teacher), cfg, seed=0)
     assert metrics["edge_params"] == 9 * (10 * 4 + 1)

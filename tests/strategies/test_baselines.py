@@ -1,9 +1,8 @@
 """The heterogeneous-FL baselines of RAHFL's tables, run in-process on tiny federations (no Ray).
 
-:class:`InProcessContext` is a ServerContext whose ``send`` runs the client actions in this process on
-the clients' real runtimes (``fedsim.client.open_runtime``), with configs passed through Flower's
-``ConfigRecord`` as on the wire, and records every request and reply so tests can check what the server
-sent. Every baseline runs one round and must change the client models; method-specific checks follow.
+:class:`fedsim.testing.InProcessContext` runs the client actions in this process on the clients' real
+runtimes and logs every request and reply, so tests can check what the server sent. Every baseline runs
+one round and must change the client models; method-specific checks follow.
 """
 
 from __future__ import annotations
@@ -13,15 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from flwr.app import ConfigRecord
 
 import fedsim.actions  # noqa: F401  (registers the client actions)
 import fedsim.actions_extra  # noqa: F401
-from fedsim.client import ACTIONS, open_runtime
+from fedsim.client import open_runtime
 from fedsim.config import load_config
 from fedsim.errors import ConfigError
 from fedsim.registry import STRATEGIES
-from fedsim.server import ClientReply, ServerContext
+from fedsim.testing import InProcessContext
 from fedsim.trainers.sce import reverse_cross_entropy, sce_loss
 from strategies.aughfl import batch_weights, mixture_targets
 from strategies.fedproto import aggregate_prototypes
@@ -31,27 +29,6 @@ from strategies.rhfl import confidence_weights, weighted_targets
 TINY = Path(__file__).parent.parent / "configs" / "tiny.yaml"
 K = 3
 TRAINER = {"rhfl": "sce", "aughfl": "augmix_jsd"}
-
-
-class InProcessContext(ServerContext):
-    """Runs client actions in-process; ``log`` keeps (action, pid, conf, arrays, reply) of every message."""
-
-    def send(self, action, round_idx, requests):
-        self.log = getattr(self, "log", [])
-        replies = {}
-        for pid, (conf, arrays) in requests.items():
-            conf = dict(ConfigRecord({**self.base_config(round_idx), **conf}))  # wire types, as Flower sends
-            rt = open_runtime(self.cfg, pid, conf["run-dir"], round_idx)
-            reply = ACTIONS[action](rt, conf, dict(arrays))
-            if reply.mutated:
-                rt.save()
-            metrics = {**reply.metrics, "partition-id": pid}
-            replies[pid] = ClientReply(pid, metrics, reply.config, reply.arrays)
-            self.log.append((action, pid, conf, arrays, replies[pid]))
-        return replies
-
-    def sent(self, action):
-        return [entry for entry in getattr(self, "log", []) if entry[0] == action]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +43,7 @@ def make(name, tmp_path, cache, *extra):
                  "data.public.size=64", "data.public.batch_size=32", f"cache_dir={cache}",
                  f"strategy.name={name}", f"trainer.name={TRAINER.get(name, 'supervised')}", *extra]
     cfg = load_config(TINY, overrides)
-    ctx = InProcessContext(None, cfg, tmp_path / "run", None, node_of={p: p for p in range(K)})
+    ctx = InProcessContext.open(cfg, tmp_path / "run")
     strategy = STRATEGIES.get(name)(cfg.strategy_config(), ctx)
     strategy.setup()
     return strategy, ctx

@@ -58,18 +58,18 @@ def test_best_client_takes_no_public_step_and_batches_are_identical(make_context
     after = {p: _weights(ctx, p, 1) for p in ctx.pids}
     assert not _changed(before[2], after[2])  # the best client: no collaborative update
     assert _changed(before[0], after[0]) and _changed(before[1], after[1])
-    collab = [m for m in ctx.sent if m[0] == "train.collab"]
+    collab = ctx.sent("train.collab")
     assert len(collab) == 3 * (s.num_batches + 1)  # one round trip per batch, plus the first outputs
-    assert not any("target" in m[4] for m in collab if m[2] == 2)
+    assert not any("target" in m.arrays for m in collab if m.pid == 2)
     # all clients are asked for the same batches with the same seed: identical public inputs
     for step in range(s.num_batches + 1):
-        confs = [m[3] for m in collab[3 * step : 3 * step + 3]]
+        confs = [m.conf for m in collab[3 * step : 3 * step + 3]]
         assert all(c["public-seed"] == confs[0]["public-seed"] and c.get("next-batch") == confs[0].get("next-batch")
                    for c in confs)
     from fedsim.actions import _public_x
 
     rts = [open_runtime(ctx.cfg, p, str(ctx.run_dir), 1) for p in ctx.pids]
-    xs = [_public_x(rt, collab[0][3], 0) for rt in rts]
+    xs = [_public_x(rt, collab[0].conf, 0) for rt in rts]
     assert torch.equal(xs[0], xs[1]) and torch.equal(xs[0], xs[2])
 
 
