@@ -43,6 +43,14 @@ METHODS: dict[str, tuple[str, dict, dict]] = {
 }
 ARCHS = ["ResNet10", "ResNet12", "ShuffleNetV2", "MobileNetV2"]
 RESULTS = ROOT / "benchmarks" / "results"
+PUBLIC_LABEL = {"synthetic": "procedural shapes (colour, far from digits)",
+                "glyphs": "typeset glyphs (grey strokes like the digit scans: a near-domain public set)"}
+
+
+def store_path(args: argparse.Namespace, suffix: str) -> Path:
+    """``rahfl_table.<suffix>`` for the default public set, ``rahfl_table_<source>.<suffix>`` otherwise."""
+    tag = "" if args.public_source == "synthetic" else f"_{args.public_source}"
+    return RESULTS / f"rahfl_table{tag}.{suffix}"
 
 
 def run_one(method: str, xi: float, args: argparse.Namespace) -> dict:
@@ -58,7 +66,9 @@ def run_one(method: str, xi: float, args: argparse.Namespace) -> dict:
     overrides = [f"rounds={args.rounds}", f"data.corruption.rate={xi}", f"pretrain_epochs={args.pretrain}",
                  f"pretrain_batch_size={args.pretrain_bs}", "pretrain_augment=false",
                  f"data.partition.samples_per_client={args.samples}", f"data.public.size={args.public}",
-                 f"cache_dir={args.cache}", f"output_dir={args.runs}", f"experiment=rahfl-table-{method}-xi{xi}"]
+                 f"data.public.source={args.public_source}",
+                 f"cache_dir={args.cache}", f"output_dir={args.runs}",
+                 f"experiment=rahfl-table-{method}-xi{xi}{store_path(args, 'json').stem.removeprefix('rahfl_table')}"]
     cfg = build_config(raw, overrides)
     t0 = time.time()
     for attempt in range(3):  # a Ray node can time out while booting on an overloaded host: boot again
@@ -80,9 +90,11 @@ def run_one(method: str, xi: float, args: argparse.Namespace) -> dict:
 
 
 def render(results: dict, args: argparse.Namespace) -> str:
-    lines = ["# RAHFL reproduction table (offline, small scale)", "",
+    title = "" if args.public_source == "synthetic" else f", public set: {args.public_source}"
+    lines = [f"# RAHFL reproduction table (offline, small scale{title})", "",
              f"4 clients ({', '.join(ARCHS)}, width 0.25), 16x16 digits, {args.samples} private images per "
-             f"client (overlapping draws), {args.public} public procedural shapes, {args.pretrain} CE pre-training "
+             f"client (overlapping draws), {args.public} public {PUBLIC_LABEL[args.public_source]}, {args.pretrain} "
+             "CE pre-training "
              f"epochs, {args.rounds} communication rounds, 1 local epoch per round, Adam {args.lr:g} for every "
              "method, batch 64; "
              "selection on a held-out validation split. Accuracy in %; 'corr' = fully corrupted test set "
@@ -113,6 +125,8 @@ def main() -> None:
                          "1e-3 with a fresh optimiser per round erodes the pre-trained ShuffleNetV2/MobileNetV2)")
     ap.add_argument("--samples", type=int, default=500)
     ap.add_argument("--public", type=int, default=256)
+    ap.add_argument("--public-source", default="synthetic", choices=list(PUBLIC_LABEL),
+                    help="public set; a non-default one writes its own rahfl_table_<source>.{json,md}")
     ap.add_argument("--xi", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--runs", default="runs/rahfl-table")
@@ -122,9 +136,11 @@ def main() -> None:
                     help="runs at a time (each its own Ray); workers start on different xi so pre-training is shared")
     ap.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    store = RESULTS / "rahfl_table.json"
+    store = store_path(args, "json")
     settings = {k: getattr(args, k) for k in ("rounds", "pretrain", "pretrain_bs", "lr", "samples", "public")}
-    claims = Path(args.runs) / "claims"
+    if args.public_source != "synthetic":
+        settings["public_source"] = args.public_source
+    claims = Path(args.runs) / f"claims{store.stem.removeprefix('rahfl_table')}"
     if args.worker == 0:
         results = {} if args.fresh or not store.is_file() else json.loads(store.read_text())
         if results.get("_settings", settings) != settings or (results and "_settings" not in results):
@@ -162,7 +178,7 @@ def work(args: argparse.Namespace, store: Path, claims: Path) -> None:
             results = json.loads(store.read_text())
             results[key] = result
             store.write_text(json.dumps(results, indent=1))
-            (RESULTS / "rahfl_table.md").write_text(render(results, args))
+            store_path(args, "md").write_text(render(results, args))
 
 
 def claim(claims: Path, key: str) -> bool:

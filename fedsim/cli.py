@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fedsim: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        from fedsim.results import abandon_live
+
+        abandon_live("interrupted")  # wherever the signal landed, no run dir is left 'running'
         print("fedsim: interrupted (the run dir is marked 'interrupted'; continue with --resume)", file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()

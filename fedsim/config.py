@@ -63,7 +63,9 @@ class PartitionConfig:
 class PublicConfig:
     """Unlabelled public data shared by all clients (RAHFL and the distillation baselines)."""
 
-    source: str = choice("synthetic", "digits", "cifar10", "cifar100", "imagefolder", "none")
+    #: ``synthetic``: procedural coloured shapes; ``glyphs``: typeset characters rendered like the digits
+    #: scans (a near-domain public set for ``data.source: digits``); the rest sample a dataset's train split
+    source: str = choice("synthetic", "glyphs", "digits", "cifar10", "cifar100", "imagefolder", "none")
     root: str | None = None
     size: int = ranged(1000, 1, None)
     batch_size: int = ranged(64, 1, None)

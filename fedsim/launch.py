@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,7 @@ def launch(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[s
     quiet_flower()
     # Ray's notice about a future default; the current one (CPU-only actors see no GPU) is what we want
     warnings.filterwarnings("ignore", message="Tip: In future versions of Ray", category=FutureWarning)
+    sigint = _SigintWatch()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -77,12 +80,55 @@ def launch(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[s
             outcome.recorder.interrupt()
         _shutdown_ray(timeout=15)
         raise
+    except BaseException as exc:
+        # the engine itself failed: the ServerApp thread may never finish, so the run dir gets its final status
+        # here instead of staying 'running'. A Ctrl-C sent to the process group kills Ray's own processes too,
+        # and the engine can fail on their loss before the driver's KeyboardInterrupt is raised: that is an
+        # interrupt, not a failure.
+        if outcome.summary is None and outcome.recorder is not None:
+            if sigint.seen:
+                outcome.recorder.interrupt()
+            else:
+                outcome.recorder.abandon("failed", f"simulation engine: {exc}")
+        _shutdown_ray(timeout=15)
+        if sigint.seen:
+            raise KeyboardInterrupt from exc
+        raise
+    finally:
+        sigint.restore()
     _shutdown_ray()
+    if outcome.summary is None and outcome.recorder is not None:  # the engine returned without the ServerApp
+        if sigint.seen:
+            outcome.recorder.interrupt()
+            raise KeyboardInterrupt
+        outcome.recorder.abandon("failed", "the simulation engine stopped before the ServerApp finished")
+        raise RuntimeError("the simulation engine stopped before the ServerApp finished (see Flower's log above)")
     if outcome.error is not None:
         raise outcome.error
     if outcome.summary is None:
         raise RuntimeError("the simulation ended before the ServerApp ran (see Flower's log above)")
     return outcome.summary
+
+
+class _SigintWatch:
+    """Notes that SIGINT arrived (then raises KeyboardInterrupt as Python's default handler does), so a run
+    that ends with an engine error caused by the signal is recorded as interrupted. Only installed over
+    Python's default handler, in the main thread; :meth:`restore` puts the previous handler back."""
+
+    def __init__(self) -> None:
+        self.seen, self._previous = False, None
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.seen = True
+        signal.default_int_handler(signum, frame)
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 class _DropRunSimulationDeprecation(logging.Filter):

@@ -60,6 +60,7 @@ class RunRecorder:
         atomic_write_text(rec.run_dir / "config.yaml", to_yaml(cfg))
         atomic_write_text(rec.run_dir / "metrics.jsonl", "")
         rec.write_summary("running")
+        _LIVE[id(rec)] = rec
         return rec
 
     @classmethod
@@ -71,6 +72,7 @@ class RunRecorder:
         rec.history = [r for r in read_metrics(rec.run_dir) if r["round"] <= completed]
         atomic_write_text(rec.run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rec.history))
         rec.write_summary("running")
+        _LIVE[id(rec)] = rec
         return rec
 
     # -- during the run -------------------------------------------------------------------------
@@ -89,8 +91,14 @@ class RunRecorder:
 
     # -- at the end ------------------------------------------------------------------------------
     def interrupt(self) -> dict[str, Any]:
-        summary = self.write_summary("interrupted")
+        return self.abandon("interrupted")
+
+    def abandon(self, status: str, error: str | None = None) -> dict[str, Any]:
+        """Final status written from outside the ServerApp thread (Ctrl-C, a dead engine); the thread, if it
+        still runs, writes nothing more, so a run dir never stays ``running`` after its process has left."""
+        summary = self.write_summary(status, error)
         self.frozen = True
+        _LIVE.pop(id(self), None)
         return summary
 
     def write_summary(self, status: str, error: str | None = None) -> dict[str, Any]:
@@ -114,6 +122,7 @@ class RunRecorder:
     def finish(self, status: str, error: str | None = None) -> dict[str, Any]:
         from fedsim.plots import plot_run
 
+        _LIVE.pop(id(self), None)
         if self.frozen:
             return self.write_summary(status)
         try:
@@ -121,6 +130,16 @@ class RunRecorder:
         except Exception as exc:  # plots must never turn a finished run into a failed one
             error = error or f"plotting failed: {exc}"
         return self.write_summary(status, error)
+
+
+#: recorders of this process's runs that have not written a final status yet (by ``id``)
+_LIVE: dict[int, RunRecorder] = {}
+
+
+def abandon_live(status: str = "interrupted", error: str | None = None) -> None:
+    """Give every unfinished run of this process a final status (the CLI calls it on Ctrl-C before exiting)."""
+    for rec in list(_LIVE.values()):
+        rec.abandon(status, error)
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

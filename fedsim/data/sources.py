@@ -4,7 +4,9 @@ Every source returns ``(train, test)`` :class:`ImageSet` pairs of uint8 ``(N, 3,
 ``digits`` are real handwritten digits (scikit-learn's bundled 8x8 set, upsampled bilinearly and
 replicated to RGB). ``synthetic`` draws coloured shapes from a seed: 12 shape classes with random
 position, scale, rotation, colours and texture noise, so it is a real (if easy) 10+-class task and an
-unlimited source of public images. ``cifar10``/``cifar100``/``imagefolder`` read a local directory with
+unlimited source of public images. ``glyphs`` (public only) is a near-domain public set for the digits
+task: typeset letters and digits drawn white-on-black at 8x8 like scikit-learn's scans, then upsampled the
+same way. ``cifar10``/``cifar100``/``imagefolder`` read a local directory with
 torchvision (``download=False``) and raise :class:`~fedsim.errors.DataPathError` when it is missing.
 """
 
@@ -124,6 +126,42 @@ def synthetic_public(size: int, image_size: int, seed: int) -> ImageSet:
     return ImageSet(x, torch.full((size,), -1, dtype=torch.long), NUM_SHAPES, *SHAPES_STATS, {"source": "synthetic"})
 
 
+GLYPHS = "ABCDEFGHJKLMNPRSTUVWXYZabdefhkmnqrtuy0123456789"
+
+
+def render_glyphs(chars: str, size: int, rng: np.random.Generator, low_res: int = 8) -> np.ndarray:
+    """Typeset characters with random size, slant, stroke and offset, downsampled to ``low_res`` and
+    brought back to ``size`` bilinearly, as the digits source does; returns uint8 (N, 3, S, S)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    canvas = 32
+    out = np.empty((len(chars), 1, low_res, low_res), dtype=np.float32)
+    for i, ch in enumerate(chars):
+        font = ImageFont.load_default(size=int(rng.integers(18, 27)))
+        img = Image.new("L", (canvas, canvas), 0)
+        draw = ImageDraw.Draw(img)
+        left, top, right, bottom = draw.textbbox((0, 0), ch, font=font, stroke_width=0)
+        xy = ((canvas - (right - left)) / 2 - left, (canvas - (bottom - top)) / 2 - top)
+        draw.text(xy, ch, fill=255, font=font, stroke_width=int(rng.integers(1, 3)), stroke_fill=255)
+        img = img.rotate(float(rng.uniform(-20, 20)), resample=Image.BILINEAR)
+        # crop a square around the ink so the glyph fills the frame, as the digit scans do
+        x0, y0, x1, y1 = img.getbbox() or (0, 0, canvas, canvas)
+        half = max(x1 - x0, y1 - y0) * rng.uniform(0.5, 0.6)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        box = tuple(int(round(v)) for v in (cx - half, cy - half, cx + half, cy + half))
+        out[i, 0] = np.asarray(img.crop(box).resize((low_res, low_res), Image.BOX), dtype=np.float32)
+    x = torch.from_numpy(np.clip(out, 0, 255).round().astype(np.uint8)).expand(-1, 3, -1, -1)
+    return _resize(x, size).numpy()
+
+
+def glyphs_public(size: int, image_size: int, seed: int) -> ImageSet:
+    """Unlabelled near-domain public images for the digits task: typeset glyphs (labels -1)."""
+    rng = np.random.default_rng(seed + 32452843)
+    chars = "".join(rng.choice(list(GLYPHS), size=size))
+    x = torch.from_numpy(render_glyphs(chars, image_size, rng))
+    return ImageSet(x, torch.full((size,), -1, dtype=torch.long), len(GLYPHS), *DIGITS_STATS, {"source": "glyphs"})
+
+
 def _require_dir(root: str | None, key: str) -> Path:
     if not root:
         raise DataPathError(f"{key}: a local dataset directory is required (nothing is downloaded)")
@@ -195,6 +233,8 @@ def load_public(source: str, *, root: str | None, size: int, image_size: int, se
     """``size`` unlabelled images from ``source`` (labels dropped), sampled by ``seed``."""
     if source == "synthetic":
         return synthetic_public(size, image_size, seed)
+    if source == "glyphs":
+        return glyphs_public(size, image_size, seed)
     train, _ = load_source(source, root=root, image_size=image_size, seed=seed)
     g = torch.Generator().manual_seed(seed + 2)
     idx = torch.randperm(len(train), generator=g)[:size]

@@ -7,7 +7,7 @@ import torch
 from fedsim.config import load_config
 from fedsim.data.base import to_float
 from fedsim.data.partition import partition
-from fedsim.data.sources import digits, imagefolder, load_source, synthetic, synthetic_public
+from fedsim.data.sources import digits, glyphs_public, imagefolder, load_source, synthetic, synthetic_public
 from fedsim.errors import ConfigError, DataPathError
 from fedsim.federation import _build
 from fedsim.models import build_model
@@ -30,6 +30,19 @@ def test_synthetic_is_seeded_and_balanced():
     assert (pub.y == -1).all() and pub.x.shape == (50, 3, 16, 16)
     with pytest.raises(ConfigError, match="data.num_classes"):
         synthetic(num_classes=40)
+
+
+def test_glyphs_public_is_seeded_near_domain_and_unlabelled():
+    """Glyphs look like the digit scans (grey strokes on black, same scale) but are typeset characters."""
+    a, b, c = glyphs_public(40, 16, seed=0), glyphs_public(40, 16, seed=0), glyphs_public(40, 16, seed=1)
+    assert torch.equal(a.x, b.x) and not torch.equal(a.x, c.x)
+    assert a.x.shape == (40, 3, 16, 16) and (a.y == -1).all()
+    assert torch.equal(a.x[:, 0], a.x[:, 1])  # grey, like the replicated digit scans
+    dig, _ = digits(image_size=16, seed=0)
+    border = a.x[:, 0, 0, :].float().mean()
+    assert border < 0.5 * a.x.float().mean()  # dark background, ink in the middle
+    assert abs(a.x.float().mean() - dig.x.float().mean()) < 25  # comparable ink coverage
+    assert (a.mean, a.std) == (dig.mean, dig.std)
 
 
 def test_synthetic_classes_are_learnable():

@@ -172,11 +172,11 @@ def test_interrupt_then_resume_equals_uninterrupted(cli_run, tmp_path):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGINT)
     try:
-        proc.wait(timeout=120)
+        _, err = proc.communicate(timeout=120)
     finally:
         _stop_tree(proc.pid)
     first = json.loads((out / "summary.json").read_text())
-    assert first["status"] == "interrupted", first
+    assert first["status"] == "interrupted", (first, proc.returncode, err[-4000:])
     assert 1 <= first["rounds_completed"] < rounds
     resumed = _fedsim("run", "--resume", str(out), cwd=ROOT)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
