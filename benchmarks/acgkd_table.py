@@ -196,10 +196,10 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
-REUSED = "; the generation-cost table is kept from an earlier run (`--reuse-scale`)"
+PART_NAMES = {"seed": "the per-seed accuracy runs", "scale": "the generation-cost table", "fed": "the federated runs"}
 
 
-def render(parts: dict, seconds: float, workers: int) -> str:
+def render(parts: dict, seconds: float, workers: int, kept: tuple[str, ...] = ()) -> str:
     seeds = sorted(s for k, s in parts if k == "seed")
     fed_seeds = sorted(s for k, s in parts if k == "fed")
     rows = [parts[("seed", s)] for s in seeds]
@@ -210,7 +210,9 @@ def render(parts: dict, seconds: float, workers: int) -> str:
              f"alpha_bn={BASE.alpha_bn}, init_density={BASE.init_density}, gen_steps={BASE.gen_steps}, "
              f"kd_epochs={BASE.kd_epochs}. "
              f"Total benchmark time {seconds / 60:.1f} min ({workers} processes in parallel, 1 torch "
-             f"thread each, on a 2-core machine){REUSED if parts.get(('scale', 0), {}).get('reused') else ''}.", "",
+             f"thread each, on a 2-core machine)"
+             + (f"; kept from an earlier run (`--keep`): {', '.join(PART_NAMES[k] for k in kept)}" if kept else "")
+             + ".", "",
              "## Accuracy on real test graphs (students never see a real graph)", "",
              "| arm | test acc (mean ± std over seeds) | notes (first seed) |", "|---|---|---|"]
     for name in rows[0] if rows else []:
@@ -249,8 +251,9 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--fed-seeds", type=int, default=3)
     p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--reuse-scale", action="store_true",
-                   help="keep the generation-cost part from the existing acgkd_table.json instead of re-measuring it")
+    p.add_argument("--keep", nargs="+", default=[], choices=["seed", "scale", "fed"],
+                   help="keep these parts from the existing acgkd_table.json instead of running them (e.g. "
+                        "`--keep seed fed --seeds 0 --fed-seeds 0` re-measures only the generation cost)")
     args = p.parse_args()
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") != "65536":  # must be set before the first malloc
         os.execve(sys.executable, [sys.executable, *sys.argv],
@@ -261,23 +264,31 @@ def main() -> None:
     start = time.perf_counter()
     RESULTS.mkdir(exist_ok=True)
     parts: dict = {}
-    if args.reuse_scale:
+    if args.keep:
         old = json.loads((RESULTS / "acgkd_table.json").read_text())
-        parts[("scale", 0)] = {**old["scale:0"], "reused": True}
-    jobs = [("seed", s) for s in range(args.seeds)] + [("fed", s) for s in range(args.fed_seeds)]
-    if not args.reuse_scale:
-        jobs.insert(args.seeds, ("scale", 0))
+        for key, value in old.items():
+            kind, seed = key.split(":")
+            if kind in args.keep:
+                parts[(kind, int(seed))] = value
+    jobs = [("seed", s) for s in range(args.seeds) if "seed" not in args.keep]
+    jobs += [("scale", 0)] if "scale" not in args.keep else []
+    jobs += [("fed", s) for s in range(args.fed_seeds) if "fed" not in args.keep]
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(job, kind, seed) for kind, seed in jobs]
         for fut in as_completed(futures):
             kind, seed, out, secs = fut.result()
             print(f"done {kind} {seed} in {secs:.0f}s: {out}", flush=True)
             parts[(kind, seed)] = out
-            table = render(parts, time.perf_counter() - start, args.workers)
-            (RESULTS / "acgkd_table.md").write_text(table)
-            (RESULTS / "acgkd_table.json").write_text(json.dumps({f"{k}:{s}": v for (k, s), v in parts.items()},
-                                                                 indent=1))
-    print(table)
+            save(parts, time.perf_counter() - start, args)
+    print(save(parts, time.perf_counter() - start, args))
+
+
+def save(parts: dict, seconds: float, args: argparse.Namespace) -> str:
+    """Write the table and the raw parts (after every finished part, so an interrupted run keeps them)."""
+    table = render(parts, seconds, args.workers, tuple(args.keep))
+    (RESULTS / "acgkd_table.md").write_text(table)
+    (RESULTS / "acgkd_table.json").write_text(json.dumps({f"{k}:{s}": v for (k, s), v in parts.items()}, indent=1))
+    return table
 
 
 if __name__ == "__main__":

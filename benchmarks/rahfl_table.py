@@ -47,10 +47,37 @@ PUBLIC_LABEL = {"synthetic": "procedural shapes (colour, far from digits)",
                 "glyphs": "typeset glyphs (grey strokes like the digit scans: a near-domain public set)"}
 
 
-def store_path(args: argparse.Namespace, suffix: str) -> Path:
-    """``rahfl_table.<suffix>`` for the default public set, ``rahfl_table_<source>.<suffix>`` otherwise."""
-    tag = "" if args.public_source == "synthetic" else f"_{args.public_source}"
+def store_path(args: argparse.Namespace, suffix: str, seed: int | None = None) -> Path:
+    """``rahfl_table[_<public source>][_seed<s>].<suffix>``; the default public set and seed 0 add no tag."""
+    seed = args.seed if seed is None else seed
+    tag = ("" if args.public_source == "synthetic" else f"_{args.public_source}") + (f"_seed{seed}" if seed else "")
     return RESULTS / f"rahfl_table{tag}.{suffix}"
+
+
+def seed_spread(args: argparse.Namespace) -> list[str]:
+    """Mean +- std of the corrupted-test average over every seed stored for this public set (seed 0's store
+    and the ``_seed<s>`` ones), for the methods and xi that all of those seeds ran."""
+    import statistics
+
+    stores = {0: store_path(args, "json", 0)}
+    stores.update({int(p.stem.rsplit("_seed", 1)[1]): p
+                   for p in RESULTS.glob(store_path(args, "json", 0).stem + "_seed*.json")})
+    runs = {s: json.loads(p.read_text()) for s, p in sorted(stores.items()) if p.is_file()}
+    if len(runs) < 2:
+        return []
+    lines = [f"## Seed spread: corrupted-test Avg, mean ± std over seeds {sorted(runs)}", "",
+             "Seed s redraws the client samples, corruptions, initialisation, pre-training and every random "
+             "choice of the run. Only methods that every seed ran are listed.", "",
+             "| Method | " + " | ".join(f"xi = {xi:g}" for xi in args.xi) + " |", "|---|" + "---|" * len(args.xi)]
+    for method, (label, _, _) in METHODS.items():
+        cells = []
+        for xi in args.xi:
+            vals = [100 * sum(r[k]["corrupt"]) / 4 for r in runs.values() if (k := f"{float(xi)}|{method}") in r]
+            cells.append(f"{statistics.mean(vals):.2f} ± {statistics.stdev(vals):.2f}" if len(vals) == len(runs)
+                         else "")
+        if any(cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def run_one(method: str, xi: float, args: argparse.Namespace) -> dict:
@@ -66,7 +93,7 @@ def run_one(method: str, xi: float, args: argparse.Namespace) -> dict:
     overrides = [f"rounds={args.rounds}", f"data.corruption.rate={xi}", f"pretrain_epochs={args.pretrain}",
                  f"pretrain_batch_size={args.pretrain_bs}", "pretrain_augment=false",
                  f"data.partition.samples_per_client={args.samples}", f"data.public.size={args.public}",
-                 f"data.public.source={args.public_source}",
+                 f"data.public.source={args.public_source}", f"seed={args.seed}",
                  f"cache_dir={args.cache}", f"output_dir={args.runs}",
                  f"experiment=rahfl-table-{method}-xi{xi}{store_path(args, 'json').stem.removeprefix('rahfl_table')}"]
     cfg = build_config(raw, overrides)
@@ -90,7 +117,8 @@ def run_one(method: str, xi: float, args: argparse.Namespace) -> dict:
 
 
 def render(results: dict, args: argparse.Namespace) -> str:
-    title = "" if args.public_source == "synthetic" else f", public set: {args.public_source}"
+    title = ("" if args.public_source == "synthetic" else f", public set: {args.public_source}") + (
+        f", seed {args.seed}" if args.seed else "")
     lines = [f"# RAHFL reproduction table (offline, small scale{title})", "",
              f"4 clients ({', '.join(ARCHS)}, width 0.25), 16x16 digits, {args.samples} private images per "
              f"client (overlapping draws), {args.public} public {PUBLIC_LABEL[args.public_source]}, {args.pretrain} "
@@ -112,6 +140,8 @@ def render(results: dict, args: argparse.Namespace) -> str:
             lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in corr)
                          + f" | **{sum(corr) / len(corr):.2f}** | {clean:.2f} | {r['wall_seconds']:.0f} |")
         lines.append("")
+    if not args.seed:
+        lines += seed_spread(args)
     return "\n".join(lines)
 
 
@@ -127,6 +157,7 @@ def main() -> None:
     ap.add_argument("--public", type=int, default=256)
     ap.add_argument("--public-source", default="synthetic", choices=list(PUBLIC_LABEL),
                     help="public set; a non-default one writes its own rahfl_table_<source>.{json,md}")
+    ap.add_argument("--seed", type=int, default=0, help="a non-zero seed writes its own rahfl_table[...]_seed<s> store")
     ap.add_argument("--xi", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--runs", default="runs/rahfl-table")
@@ -140,6 +171,8 @@ def main() -> None:
     settings = {k: getattr(args, k) for k in ("rounds", "pretrain", "pretrain_bs", "lr", "samples", "public")}
     if args.public_source != "synthetic":
         settings["public_source"] = args.public_source
+    if args.seed:
+        settings["seed"] = args.seed
     claims = Path(args.runs) / f"claims{store.stem.removeprefix('rahfl_table')}"
     if args.worker == 0:
         results = {} if args.fresh or not store.is_file() else json.loads(store.read_text())
@@ -158,7 +191,9 @@ def main() -> None:
     if args.worker == 0:
         for h in helpers:
             h.wait()
-        print(render(json.loads(store.read_text()), args))
+        table = render(json.loads(store.read_text()), args)
+        store_path(args, "md").write_text(table)  # also refreshes the seed spread when nothing was left to run
+        print(table)
 
 
 def work(args: argparse.Namespace, store: Path, claims: Path) -> None:
