@@ -223,7 +223,7 @@ def render(parts: dict, seconds: float, workers: int, kept: tuple[str, ...] = ()
         lines += ["", "## Pseudo-graph generation cost vs n (3 graphs of n nodes, 1 optimiser step)", "",
                   "seconds/step (median of 2 below n=512, else 1) / peak RSS growth MiB during the step "
                   "(/proc/self/statm polled every 0.5 ms) / edge-parameter state MiB "
-                  "(param+grad+2 Adam moments). Wall-clock times are noisy on the loaded machine.", "",
+                  "(param+grad+2 Adam moments). Wall-clock times are sensitive to other load on the machine.", "",
                   "| method | " + " | ".join(f"n={n}" for n in SIZES) + " |", "|---|" + "---|" * len(SIZES)]
         for method in SCALE_METHODS:
             cells = [scale[f"{method}|{n}"] for n in SIZES]

@@ -52,7 +52,8 @@ DEFAULT_PUBLIC = "glyphs"
 def store_path(args: argparse.Namespace, suffix: str, seed: int | None = None) -> Path:
     """``rahfl_table[_<public source>][_seed<s>].<suffix>``; the default public set and seed 0 add no tag."""
     seed = args.seed if seed is None else seed
-    tag = ("" if args.public_source == DEFAULT_PUBLIC else f"_{args.public_source}") + (f"_seed{seed}" if seed else "")
+    tag = ("" if args.public_source == DEFAULT_PUBLIC else f"_{args.public_source}") + (
+        "" if args.hflip else "_noflip") + (f"_seed{seed}" if seed else "")
     return RESULTS / f"rahfl_table{tag}.{suffix}"
 
 
@@ -107,7 +108,7 @@ def run_one(method: str, xi: float, args: argparse.Namespace) -> dict:
     overrides = [f"rounds={args.rounds}", f"data.corruption.rate={xi}", f"pretrain_epochs={args.pretrain}",
                  f"pretrain_batch_size={args.pretrain_bs}", "pretrain_augment=false",
                  f"data.partition.samples_per_client={args.samples}", f"data.public.size={args.public}",
-                 f"data.public.source={args.public_source}", f"seed={args.seed}",
+                 f"data.public.source={args.public_source}", f"seed={args.seed}", f"data.hflip={args.hflip}",
                  f"cache_dir={args.cache}", f"output_dir={args.runs}",
                  f"experiment=rahfl-table-{method}-xi{xi}{store_path(args, 'json').stem.removeprefix('rahfl_table')}"]
     cfg = build_config(raw, overrides)
@@ -132,6 +133,7 @@ def run_one(method: str, xi: float, args: argparse.Namespace) -> dict:
 
 def render(results: dict, args: argparse.Namespace) -> str:
     title = ("" if args.public_source == DEFAULT_PUBLIC else f", public set: {args.public_source}") + (
+        "" if args.hflip else ", no horizontal flips") + (
         f", seed {args.seed}" if args.seed else "")
     lines = [f"# RAHFL reproduction table (offline, small scale{title})", "",
              f"4 clients ({', '.join(ARCHS)}, width 0.25), 16x16 digits, {args.samples} private images per "
@@ -171,6 +173,8 @@ def main() -> None:
     ap.add_argument("--public", type=int, default=256)
     ap.add_argument("--public-source", default=DEFAULT_PUBLIC, choices=list(PUBLIC_LABEL),
                     help="public set; a non-default one writes its own rahfl_table_<source>.{json,md}")
+    ap.add_argument("--no-hflip", dest="hflip", action="store_false",
+                    help="no random horizontal flips in the augmentations (data.hflip=false); own store _noflip")
     ap.add_argument("--seed", type=int, default=0, help="a non-zero seed writes its own rahfl_table[...]_seed<s> store")
     ap.add_argument("--xi", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -187,6 +191,8 @@ def main() -> None:
         settings["public_source"] = args.public_source
     if args.seed:
         settings["seed"] = args.seed
+    if not args.hflip:
+        settings["hflip"] = False
     claims = Path(args.runs) / f"claims{store.stem.removeprefix('rahfl_table')}"
     if args.worker == 0:
         results = {} if args.fresh or not store.is_file() else json.loads(store.read_text())

@@ -81,6 +81,9 @@ class DataConfig:
     #: synthetic source: number of training / test images generated
     synthetic_train: int = ranged(4000, 10, None)
     synthetic_test: int = ranged(1000, 10, None)
+    #: random horizontal flips in the training and public-set augmentations (RAHFL's CIFAR recipe flips);
+    #: mirror-asymmetric images such as digits may want ``false`` (see benchmarks/results/rahfl_table.notes.md)
+    hflip: bool = True
     #: images reserved from the training set before client sampling for selection (RAHFL's val split)
     val_size: int = ranged(200, 0, None)
     #: cap on scored test images (0 = all)

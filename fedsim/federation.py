@@ -87,6 +87,9 @@ def _build(cfg: ExperimentConfig) -> FederationData:
     if d.public.source != "none":
         public = load_public(d.public.source, root=d.public.root, size=d.public.size, image_size=d.image_size,
                              seed=cfg.seed)
+    for images in (train, public):  # the augmentations read the flip switch from the set they augment
+        if images is not None:
+            images.meta["hflip"] = d.hflip
     return FederationData(train, parts, val, test, test_corrupt, public)
 
 

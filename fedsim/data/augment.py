@@ -255,15 +255,17 @@ def augmix(x: torch.Tensor, g: torch.Generator, width: int = 3, depth: int | tup
 
 
 # -- crops, flips and the SimCLR-style weak view ------------------------------------------------------
-def _crop_flip(x: torch.Tensor, g: torch.Generator, pad: int, mode: str) -> torch.Tensor:
+def _crop_flip(x: torch.Tensor, g: torch.Generator, pad: int, mode: str, hflip: bool = True) -> torch.Tensor:
     """Random ``H x W`` crop of the ``pad``-padded batch, then a random horizontal flip per image.
 
-    Draws (N, 2) offsets then N flip coins, the same draws as the supervised trainer's ``flip_crop``.
+    Draws (N, 2) offsets then N flip coins, the same draws as the supervised trainer's ``flip_crop``;
+    ``hflip=False`` (mirror-asymmetric data such as digits) draws the coins too and ignores them, so the
+    crops are the same with and without flips.
     """
     n, _, h, w = x.shape
     xp = tF.pad(x.float(), (pad, pad, pad, pad), mode=mode)
     offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=g)
-    flips = torch.rand(n, generator=g) < 0.5
+    flips = (torch.rand(n, generator=g) < 0.5) & hflip
     rows = (offsets[:, 0, None] + torch.arange(h))[:, :, None]  # (N, H, 1)
     cols = offsets[:, 1, None] + torch.arange(w)  # (N, W)
     cols = torch.where(flips[:, None], cols.flip(1), cols)[:, None, :]  # (N, 1, W)
@@ -271,9 +273,9 @@ def _crop_flip(x: torch.Tensor, g: torch.Generator, pad: int, mode: str) -> torc
     return out.permute(0, 3, 1, 2).to(x.dtype).contiguous()
 
 
-def base_view(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
+def base_view(x: torch.Tensor, g: torch.Generator, pad: int = 4, hflip: bool = True) -> torch.Tensor:
     """RAHFL's base view x0: reflect-pad ``pad``, random crop back to H x W, random horizontal flip."""
-    return _crop_flip(x, g, pad, "reflect")
+    return _crop_flip(x, g, pad, "reflect", hflip)
 
 
 def _resized_crop_boxes(n: int, size: tuple[int, int], g: torch.Generator, scale: tuple[float, float],
@@ -378,8 +380,8 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, kernel_size: int) -> tor
 
 def weak_view(x: torch.Tensor, g: torch.Generator, scale: tuple[float, float] = (0.2, 1.0),
               jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.1), jitter_p: float = 0.8,
-              gray_p: float = 0.2, blur_p: float = 0.5, blur_sigma: tuple[float, float] = (0.1, 2.0)
-              ) -> torch.Tensor:
+              gray_p: float = 0.2, blur_p: float = 0.5, blur_sigma: tuple[float, float] = (0.1, 2.0),
+              hflip: bool = True) -> torch.Tensor:
     """RAHFL's "weak" SimCLR-style view x3 (float32, 0-255 scale).
 
     RandomResizedCrop(H x W, ``scale``, ratio 3/4-4/3, bilinear) with a random horizontal flip
@@ -390,7 +392,7 @@ def weak_view(x: torch.Tensor, g: torch.Generator, scale: tuple[float, float] = 
     """
     n, _, h, w = x.shape
     top, left, ch, cw = _resized_crop_boxes(n, (h, w), g, scale, (3 / 4, 4 / 3))
-    flip = torch.rand(n, generator=g) < 0.5
+    flip = (torch.rand(n, generator=g) < 0.5) & hflip
     out = resized_crop(x.float() / 255.0, top, left, ch, cw, flip)
     out = color_jitter(out, g, jitter, jitter_p)
     gray = torch.rand(n, generator=g) < gray_p
@@ -404,14 +406,20 @@ def weak_view(x: torch.Tensor, g: torch.Generator, scale: tuple[float, float] = 
 
 
 # -- public data --------------------------------------------------------------------------------------
-def public_view(x: torch.Tensor, g: torch.Generator, pad: int = 4, degrees: float = 15.0) -> torch.Tensor:
+def public_view(x: torch.Tensor, g: torch.Generator, pad: int = 4, degrees: float = 15.0,
+                hflip: bool = True) -> torch.Tensor:
     """The public-set augmentation: RandomCrop(pad 4, zero fill) + HFlip + RandomRotation(15 deg).
 
     The rotation uses torchvision's RandomRotation defaults (nearest neighbour, zero fill).
     """
-    out = _crop_flip(x, g, pad, "constant")
+    out = _crop_flip(x, g, pad, "constant", hflip)
     angle = (torch.rand(len(x), generator=g) * 2 - 1) * degrees
     return warp(out, rotation_matrix(angle), mode="nearest")
+
+
+def hflip_ok(images: ImageSet) -> bool:
+    """Whether random horizontal flips are allowed on this set (``data.hflip``, kept in its meta)."""
+    return bool(images.meta.get("hflip", True))
 
 
 def public_num_batches(n: int, batch_size: int) -> int:
@@ -436,5 +444,5 @@ def public_batch(public: ImageSet, batch_idx: int, batch_size: int, seed: int,
     idx = order[batch_idx * batch_size : (batch_idx + 1) * batch_size]
     x = public.x[idx]
     if augment:
-        x = public_view(x, seeded_generator("public-augment", seed, batch_idx))
+        x = public_view(x, seeded_generator("public-augment", seed, batch_idx), hflip=hflip_ok(public))
     return idx, to_float(x, public.mean, public.std)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from fedsim.data.augment import augmix, base_view, weak_view
+from fedsim.data.augment import augmix, base_view, hflip_ok, weak_view
 from fedsim.data.base import ImageSet
 from fedsim.errors import ConfigError
 from fedsim.registry import TRAINERS
@@ -98,14 +98,14 @@ class DCLTrainer(Trainer):
         c = self.cfg
         dev = next(self.model.parameters()).device  # views are drawn on the CPU (seeded), then moved
         y = y.to(dev)
-        x0 = base_view(x, g)
+        x0 = base_view(x, g, hflip=hflip_ok(data))
         x1, x2 = self._augmix(x0, g), self._augmix(x0, g)
         x0f, x1f = normalise(x0, data).to(dev), normalise(x1, data).to(dev)
         logits, feats = self.model.forward_all(torch.cat([x0f, x1f, normalise(x2, data).to(dev)]))
         l0, l1, l2 = logits.chunk(3)
         loss = F.cross_entropy(l0, y) + c.jsd_weight * jsd(*(F.softmax(t, dim=1) for t in (l0, l1, l2)))
         if c.mode != "jsd":
-            x3 = weak_view(x, g)
+            x3 = weak_view(x, g, hflip=hflip_ok(data))
             f = F.normalize(self.model.features(torch.cat([x0f, x1f, normalise(x3, data).to(dev)])), dim=1)
             f0, f1, f3 = f.chunk(3)
             if c.mode == "dcl":

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from fedsim.data.augment import base_view
+from fedsim.data.augment import base_view, hflip_ok
 from fedsim.data.base import ImageSet
 from fedsim.registry import TRAINERS
 from fedsim.trainers.base import Regularizer, Trainer, TrainerConfig, normalise
@@ -37,7 +37,7 @@ class SupervisedTrainer(Trainer):
     def loss(self, x: torch.Tensor, y: torch.Tensor, data: ImageSet, g: torch.Generator,
              regularizer: Regularizer | None) -> torch.Tensor:
         if self.cfg.augment:
-            x = base_view(x, g)
+            x = base_view(x, g, hflip=hflip_ok(data))
         xf = normalise(x, data)
         logits, feats = self.model.forward_all(xf)
         loss = self.criterion(logits, y)

@@ -10,6 +10,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from fedsim.data import augment as A
 from fedsim.data.base import ImageSet
+from fedsim.trainers.base import seeded_generator
 
 BILINEAR = TF.InterpolationMode.BILINEAR
 
@@ -112,6 +113,33 @@ def test_base_view_is_a_crop_of_the_reflect_padded_image():
         crops = [padded[i, :, dy : dy + 16, dx : dx + 16] for dy in range(9) for dx in range(9)]
         found = any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(-1)) for c in crops)
         assert found
+
+
+def test_hflip_switch_keeps_the_crops_and_drops_only_the_mirror():
+    """``hflip=False`` gives the same crops from the same draws, never mirrored; the flag rides on the set."""
+    x = _images(64)
+    with_flip, without = A.base_view(x, _g(3)), A.base_view(x, _g(3), hflip=False)
+    mirrored = [i for i in range(64) if not torch.equal(with_flip[i], without[i])]
+    assert mirrored and all(torch.equal(with_flip[i], without[i].flip(-1)) for i in mirrored)
+    assert len(mirrored) < 64
+    weak_a, weak_b = A.weak_view(x, _g(4)), A.weak_view(x, _g(4), hflip=False)
+    assert not torch.equal(weak_a, weak_b)
+    public = ImageSet(_images(32, seed=5), torch.full((32,), -1), num_classes=10, meta={"hflip": False})
+    _, xb = A.public_batch(public, 0, 16, seed=7)
+    idx, _ = A.public_batch(public, 0, 16, seed=7)
+    ref = A.public_view(public.x[idx], seeded_generator("public-augment", 7, 0), hflip=False)
+    assert torch.allclose(xb, (ref.float() / 255 - 0.5) / 0.25)
+    assert A.hflip_ok(public) is False and A.hflip_ok(ImageSet(_images(2), torch.zeros(2), 10)) is True
+
+
+def test_data_hflip_reaches_the_client_sets(tmp_path):
+    from fedsim.config import load_config
+    from fedsim.federation import federation_data
+
+    cfg = load_config("tests/configs/tiny.yaml", ["data.hflip=false", "data.public.source=glyphs", "data.public.size=32",
+                                                 f"cache_dir={tmp_path}"])
+    fed = federation_data(cfg)
+    assert A.hflip_ok(fed.client(0).train) is False and A.hflip_ok(fed.public) is False
 
 
 def test_public_batch_identical_across_calls_and_covers_the_set():
