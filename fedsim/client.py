@@ -197,7 +197,9 @@ def _initial_state(rt: ClientRuntime) -> dict[str, torch.Tensor]:
     fresh = build_client_model(cfg, rt.pid, rt.data.train.num_classes)
     if cfg.pretrain_epochs == 0:
         return fresh.state_dict()
-    key = config_hash(cfg, "data", "model", "seed", "num_clients", "pretrain_epochs", *_pretrain_extra_keys(cfg))
+    # the public set plays no part in CE pre-training: changing it reuses the cached weights
+    key = config_hash(cfg, "data", "model", "seed", "num_clients", "pretrain_epochs", *_pretrain_extra_keys(cfg),
+                      exclude=("data.public",))
     path = cache_root(cfg) / "pretrain" / f"{key}-{rt.pid}.pt"
     if path.is_file():
         return torch.load(path, weights_only=True)

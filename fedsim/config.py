@@ -258,11 +258,18 @@ def from_yaml(text: str) -> ExperimentConfig:
     return build_config(OmegaConf.create(text), [])
 
 
-def config_hash(cfg: ExperimentConfig, *sections: str) -> str:
-    """Stable short hash of the whole config or of some top-level sections (cache keys)."""
+def config_hash(cfg: ExperimentConfig, *sections: str, exclude: tuple[str, ...] = ()) -> str:
+    """Stable short hash of the whole config or of some top-level sections (cache keys), without the dotted
+    keys in ``exclude`` (parts the cached thing does not depend on)."""
     data = OmegaConf.to_container(OmegaConf.structured(cfg))
     if sections:
         data = {k: data[k] for k in sections}
+    for dotted in exclude:
+        *parents, leaf = dotted.split(".")
+        node = data
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(leaf, None)
     return hashlib.sha256(repr(data).encode()).hexdigest()[:12]
 
 

@@ -31,3 +31,13 @@ def test_augmentation_switch_changes_the_pretrained_weights(tmp_path: Path) -> N
     cached = sorted(p.name for p in (tmp_path / "cache" / "pretrain").glob("*.pt"))
     assert len(cached) == 2  # one cache entry per setting, not one overwriting the other
     assert torch.equal(_round0(tmp_path, "pretrain_augment=false")[head], plain[head])  # reloaded from cache
+
+
+def test_public_set_does_not_enter_the_pretraining_key_but_the_flip_switch_does(tmp_path: Path) -> None:
+    base = _round0(tmp_path, "pretrain_augment=true")["head.weight"]
+    other_public = _round0(tmp_path, "pretrain_augment=true", "data.public.source=glyphs", "data.public.size=16")
+    assert torch.equal(other_public["head.weight"], base)
+    assert len(list((tmp_path / "cache" / "pretrain").glob("*.pt"))) == 1  # reused, not retrained
+    no_flip = _round0(tmp_path, "pretrain_augment=true", "data.hflip=false")  # changes the augmented views
+    assert not torch.equal(no_flip["head.weight"], base)
+    assert len(list((tmp_path / "cache" / "pretrain").glob("*.pt"))) == 2
