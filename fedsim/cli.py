@@ -90,7 +90,7 @@ def _print_summary(result) -> None:
     s = result.summary
     title = f"{s['experiment']}: {s['status']} after {s['rounds_completed']} rounds ({s['wall_seconds']:.1f} s)"
     t = Table(title=title)
-    keys = [k for k in ("acc_clean", "acc_corrupt") if k in s["final"]] or sorted(s["final"])[:4]
+    keys = [k for k in ("acc_clean", "acc_corrupt") if k in s["final"]] or _headline_keys(s["final"])
     t.add_column("client")
     for k in keys:
         t.add_column(k, justify="right")
@@ -101,6 +101,16 @@ def _print_summary(result) -> None:
     console = Console()
     console.print(t)
     console.print(f"run dir: {result.run_dir}  (plots in {result.run_dir / 'plots'})")
+
+
+def _headline_keys(final: dict, limit: int = 5) -> list[str]:
+    """Columns for the end-of-run table when a strategy reports no image accuracies: its accuracy-like
+    metrics first (``*acc*``, ``*auroc*``, ``utility*``, ``leak*``), then anything else, at most ``limit``."""
+    def rank(k: str) -> int:
+        return 0 if any(t in k for t in ("acc", "auroc", "utility", "leak")) else 1
+
+    return sorted((k for k in final if not k.startswith("train_") and k != "failures"),
+                  key=lambda k: (rank(k), k))[:limit]
 
 
 def _list() -> int:

@@ -22,3 +22,11 @@ def test_abandoned_runs_get_a_final_status_the_server_thread_cannot_overwrite(tm
     assert summary["status"] == "interrupted" and summary["rounds_completed"] == 1
     abandon_live("failed")  # nothing left to abandon
     assert _status(tmp_path / "live") == "interrupted"
+
+
+def test_end_of_run_table_shows_accuracies_before_counts():
+    from fedsim.cli import _headline_keys
+
+    final = {"class0_graphs": 3.0, "train_kd_loss": 0.4, "student_acc": 0.6, "ensemble_acc": 0.7,
+             "leak_union": 0.0, "failures": 0, "round_seconds": 2.0}
+    assert _headline_keys(final, limit=4) == ["ensemble_acc", "leak_union", "student_acc", "class0_graphs"]

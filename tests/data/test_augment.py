@@ -136,8 +136,8 @@ def test_data_hflip_reaches_the_client_sets(tmp_path):
     from fedsim.config import load_config
     from fedsim.federation import federation_data
 
-    cfg = load_config("tests/configs/tiny.yaml", ["data.hflip=false", "data.public.source=glyphs", "data.public.size=32",
-                                                 f"cache_dir={tmp_path}"])
+    cfg = load_config("tests/configs/tiny.yaml", ["data.hflip=false", "data.public.source=glyphs",
+                                                 "data.public.size=32", f"cache_dir={tmp_path}"])
     fed = federation_data(cfg)
     assert A.hflip_ok(fed.client(0).train) is False and A.hflip_ok(fed.public) is False
 
