@@ -75,39 +75,39 @@ def launch(cfg: ExperimentConfig, run_dir: Path, resume: bool = False) -> dict[s
             warnings.simplefilter("ignore", DeprecationWarning)
             run_simulation(server_app=server, client_app=client, num_supernodes=cfg.num_clients,
                            backend_name="ray", backend_config=backend_config(cfg), verbose_logging=False)
-    except KeyboardInterrupt:
-        if outcome.recorder is not None:
-            outcome.recorder.interrupt()
-        _shutdown_ray(timeout=15)
-        raise
     except BaseException as exc:
-        # the engine itself failed: the ServerApp thread may never finish, so the run dir gets its final status
-        # here instead of staying 'running'. A Ctrl-C sent to the process group kills Ray's own processes too,
-        # and the engine can fail on their loss before the driver's KeyboardInterrupt is raised: that is an
-        # interrupt, not a failure.
-        if outcome.summary is None and outcome.recorder is not None:
-            if sigint.seen:
-                outcome.recorder.interrupt()
-            else:
-                outcome.recorder.abandon("failed", f"simulation engine: {exc}")
+        # Ctrl-C, or the engine failed. A Ctrl-C sent to the process group kills Ray's own processes too, and
+        # the engine can fail on their loss before the driver's KeyboardInterrupt is raised: an interrupt too.
+        ctrl_c = isinstance(exc, KeyboardInterrupt)
+        _close_unfinished(outcome, ctrl_c or sigint.seen, f"simulation engine: {exc}", force=ctrl_c)
         _shutdown_ray(timeout=15)
-        if sigint.seen:
+        if sigint.seen and not ctrl_c:
             raise KeyboardInterrupt from exc
         raise
     finally:
         sigint.restore()
     _shutdown_ray()
     if outcome.summary is None and outcome.recorder is not None:  # the engine returned without the ServerApp
-        if sigint.seen:
-            outcome.recorder.interrupt()
-            raise KeyboardInterrupt
-        outcome.recorder.abandon("failed", "the simulation engine stopped before the ServerApp finished")
-        raise RuntimeError("the simulation engine stopped before the ServerApp finished (see Flower's log above)")
+        reason = "the simulation engine stopped before the ServerApp finished"
+        _close_unfinished(outcome, sigint.seen, reason)
+        raise KeyboardInterrupt() if sigint.seen else RuntimeError(f"{reason} (see Flower's log above)")
     if outcome.error is not None:
         raise outcome.error
     if outcome.summary is None:
         raise RuntimeError("the simulation ended before the ServerApp ran (see Flower's log above)")
     return outcome.summary
+
+
+def _close_unfinished(outcome: ServerOutcome, interrupted: bool, reason: str, force: bool = False) -> None:
+    """Give the run dir its final status when the ServerApp thread did not write one (``force``: on Ctrl-C,
+    also when it did, since the thread may still be running): ``interrupted`` or ``failed``."""
+    rec = outcome.recorder
+    if rec is None or (outcome.summary is not None and not force):
+        return
+    if interrupted:
+        rec.interrupt()
+    else:
+        rec.abandon("failed", reason)
 
 
 class _SigintWatch:
